@@ -267,17 +267,18 @@ class BodyLimit:
     that sent `Expect: 100-continue`, as curl does for large bodies, never sends the body).
     """
 
-    def __init__(self, app, limit_for: Callable[[str], int]):
+    def __init__(self, app, limit_for: Callable[[str], int], max_upload_mb: int):
         self.app = app
         self.limit_for = limit_for
+        self.max_upload_mb = max_upload_mb
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.limit_for(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_large = TooLarge(f"the upload is over this server's limit of {limit // 2**20} MiB "
-                             f"(--max_upload_mb)")
+        too_large = TooLarge(f"the upload is over this server's limit of {self.max_upload_mb} "
+                             f"MiB of video (--max_upload_mb)")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             metrics.REQUESTS.labels(_door(scope), "too_large").inc()
             return await error_response(too_large)(scope, receive, send)

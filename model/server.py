@@ -42,7 +42,9 @@ class TrackerServer(kserve.ModelServer):
     def serve(self) -> int:
         app = kserve_model_server.app
         add_routes(app, self.model)
-        app.add_middleware(BodyLimit, limit_for=body_limit_for(self.model.settings.max_upload_bytes))
+        settings = self.model.settings
+        app.add_middleware(BodyLimit, limit_for=body_limit_for(settings.max_upload_bytes),
+                           max_upload_mb=settings.max_upload_mb)
         # Registered before it is ready; ModelServer.start() would refuse an unready model.
         self.register_model(self.model)
         self.model.enable_latency_logging = self.enable_latency_logging
