@@ -15,7 +15,7 @@ prompt frame, then reverse), so masks are the library's. Two things differ from 
 import contextlib
 import logging
 from collections import OrderedDict
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -133,11 +133,14 @@ class Tracker:
         return (video_res_masks[0, 0] > 0).to("cpu").numpy().astype(np.uint8) * np.uint8(255)
 
     def track(self, feed: FrameFeed, prompt: Prompt, width: int, height: int,
-              max_frames: int) -> Iterator[Tuple[int, np.ndarray]]:
+              max_frames: int, observe: Optional[Callable[[dict], None]] = None
+              ) -> Iterator[Tuple[int, np.ndarray]]:
         """Yield (frame index, uint8 0/255 HxW mask): prompt frame to the end, then back to 0.
 
         Call inside `device_context()`. Closing the generator stops the job after this frame.
+        `observe(state)` is called after each frame's pruning (tests check what is kept).
         """
+        observe = observe or (lambda state: None)
         p = prompt.frame_idx
         model = self.predictor
         # `num_frames` matters to the model only through min(num_frames, max_obj_ptrs_in_encoder)
@@ -158,6 +161,7 @@ class Tracker:
                 # The next frame reads back to f + 1 - w; the reverse pass reads p + 1 .. p + w.
                 if f - w > p + w:
                     self._forget(state, f - w)
+                observe(state)
         except EndOfVideo:
             pass
         for f in range(max(p + w + 1, last_forward - w), last_forward + 1):
@@ -171,6 +175,7 @@ class Tracker:
                 continue  # the prompt frame was yielded by the forward pass already
             yield f, self._mask(masks)
             self._forget(state, f + w)
+            observe(state)
 
     def warm_up(self, make_feed) -> int:
         """Run a real (synthetic) 4-frame video forward and back, so the first request is fast.

@@ -163,7 +163,7 @@ def to_model_frame(rgb: np.ndarray, image_size: int) -> np.ndarray:
     """
     from PIL import Image
 
-    return np.asarray(Image.fromarray(rgb).resize((image_size, image_size)))
+    return np.array(Image.fromarray(rgb).resize((image_size, image_size)))
 
 
 def open_video(path: Optional[str], limits: VideoLimits) -> VideoReader:
