@@ -35,7 +35,7 @@ class FeedStopped(Exception):
 class FrameFeed:
     def __init__(self, frames: Iterator[np.ndarray], resize: Callable[[np.ndarray], np.ndarray],
                  image_size: int, prompt_frame: int, spool_dir: Optional[str] = None,
-                 prefetch: int = 24, cancelled: Optional[threading.Event] = None):
+                 prefetch: int = 17, cancelled: Optional[threading.Event] = None):
         self._frames = frames
         self._resize = resize
         self._size = image_size

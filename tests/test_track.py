@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -61,7 +62,7 @@ def _run_readme_example(name, server, readme_video, tmp_path):
     shutil.copy(readme_video, workdir / "video.mp4")
     block = readme_block(name).replace("localhost:8000", f"127.0.0.1:{server.http_port}")
     if name == "python":
-        cmd = ["python", "-c", block]
+        cmd = [sys.executable, "-c", block]
     else:
         cmd = ["bash", "-euo", "pipefail", "-c", block]
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
@@ -73,6 +74,21 @@ def _run_readme_example(name, server, readme_video, tmp_path):
 def test_readme_examples_return_one_mask_per_frame(name, server, readme_video, tmp_path):
     """The README's wget (raw body), curl (multipart) and requests examples, run verbatim."""
     masks, manifest = read_masks(_run_readme_example(name, server, readme_video, tmp_path))
+    _check_readme_masks(masks, manifest, readme_video)
+
+
+def test_readme_v2_example(server, readme_video, tmp_path):
+    workdir = tmp_path / "v2"
+    workdir.mkdir()
+    shutil.copy(readme_video, workdir / "video.mp4")
+    block = readme_block("v2").replace("localhost:8000", f"127.0.0.1:{server.http_port}")
+    out = subprocess.run([sys.executable, "-c", block], cwd=workdir, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == f"{len(decode_rgb(readme_video))} masks"
+
+
+def _check_readme_masks(masks, manifest, readme_video):
     n = len(decode_rgb(readme_video))
     assert sorted(masks) == list(range(n))
     assert all(m.shape == (360, 640) for m in masks.values())
