@@ -22,26 +22,6 @@ def _configure_logging() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-def _tune_malloc() -> None:
-    """Keep peak RSS from growing with video length (glibc only; elsewhere a no-op).
-
-    Frames are made in the decoder thread and freed in the device thread, tensors in the device
-    thread, PNGs in the writer thread; with glibc's default of 8 arenas per core each thread's
-    arena kept its own high-water mark and peak RSS grew ~0.5 MiB per frame at image_size 512
-    (24 -> 96 frames: +39 MiB). Two arenas: +8 MiB over the same 72 frames, no slower. (A fixed
-    mmap threshold flattened it too, but made tracking 40-60 % slower: every large tensor then
-    costs an mmap and fresh page faults.)
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
 def download_main(argv) -> int:
     from .checkpoints import MODEL_SIZES, CheckpointError, download
     from .settings import add_model_flags
@@ -90,7 +70,6 @@ def serve_main(argv) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     os.makedirs(settings.spool_dir, exist_ok=True)
-    _tune_malloc()
     harden_ffmpeg()
     configure_grpc_limits(settings.max_upload_bytes * 4 // 3 + 2**20)
     model = Sam2Tracker(settings)

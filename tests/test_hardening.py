@@ -136,6 +136,23 @@ def test_sigterm_during_a_job(make_server, video_dir, grace, finishes):
     assert srv.spool_files() == []
 
 
+def test_request_deadline_stops_a_long_job(make_server, video_dir):
+    srv = make_server("--request_timeout", "3")
+    video = write_video(os.path.join(video_dir, "deadline80.mp4"), 80, 160, 96)
+    out, first = {}, threading.Event()
+    t0 = time.monotonic()
+    _stream_zip(srv, video, out, first)
+    assert time.monotonic() - t0 < 30  # 80 frames would take ~15-25 s; stopped after ~3 s
+    # The stream is aborted: an error, or bytes that are not a complete ZIP; never a short ZIP.
+    if "error" not in out:
+        with pytest.raises(zipfile.BadZipFile):
+            zipfile.ZipFile(io.BytesIO(out["body"])).testzip()
+    metrics = requests.get(srv.url + "/metrics", timeout=5).text
+    assert 'sam2_tracker_requests_total{door="track",outcome="timeout"} 1.0' in metrics
+    assert requests.get(srv.url + "/health", timeout=5).status_code == 200
+    assert srv.spool_files() == []
+
+
 # --- fuzzing -------------------------------------------------------------------------------
 _text = st.text(alphabet=string.printable, max_size=24)
 _number = st.one_of(st.integers(-5, 400).map(str), st.floats(allow_nan=True).map(str),
@@ -167,12 +184,25 @@ def tiny_video(video_dir):
     return open(write_video(os.path.join(video_dir, "fuzz2.mp4"), 2, 64, 48), "rb").read()
 
 
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+
+
 @pytest.fixture(scope="module")
-def fuzz_log():
-    log = {"requests": 0, "statuses": {}}
+def fuzz_log(server, tiny_video):
+    requests.post(server.url + "/track", params={"points": "5,5"}, data=tiny_video, timeout=60)
+    log = {"requests": 0, "statuses": {}, "rss_before_mib": _rss_mib(server.proc.pid)}
+    fds = server.open_fds()
     yield log
+    log["rss_after_mib"] = _rss_mib(server.proc.pid)
     print("fuzz:", log)
     assert log["requests"] >= 300, log
+    # Nothing accumulates per request: memory, descriptors, spooled files.
+    assert log["rss_after_mib"] - log["rss_before_mib"] < 64, log
+    time.sleep(1)
+    assert server.open_fds() <= fds
+    assert server.spool_files() == []
 
 
 _bodies = st.sampled_from(["video", "empty", "garbage", "text", "truncated"])
