@@ -142,9 +142,12 @@ def library(video, checkpoint, size, image_size, frame_idx, point, device, extra
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def mean_row(rows: list) -> dict:
-    """Timings vary ~30 % between identical runs here: report the mean of --repeat runs."""
-    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]
+def median_row(rows: list) -> dict:
+    """Timings and peaks vary between identical runs here (NOTES: ~30 %): the median of
+    --repeat runs, each number on its own."""
+    import statistics
+
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]
             if isinstance(rows[0][k], (int, float))}
 
 
@@ -166,29 +169,29 @@ def cpu_mode(args):
     size, s, p, point, w, h = "tiny", 512, 12, "160,96", 320, 192
     ckpt = checkpoint_for(size, args)
     videos = {n: make_video(os.path.join(args.out, f"bench_{n}.mp4"), n, w, h) for n in (24, 96)}
-    svc_rows = {}
-    svc = Service(size, ckpt, s, "cpu")
-    try:
-        # One request first: a long-running server is measured in its steady state.
-        svc.track(videos[24], p, point, os.path.join(args.out, "warm.zip"))
-        runs = {n: [] for n in videos}
-        for _ in range(args.repeat):
-            for n, v in videos.items():
-                runs[n].append(svc.track(v, p, point, os.path.join(args.out, f"service_{n}.zip")))
-                print(f"service {n} frames: {runs[n][-1]}", flush=True)
-        svc_rows = {n: mean_row(r) for n, r in runs.items()}
-    finally:
-        svc.stop()
-    runs = {n: [] for n in videos}
+    svc_runs = {n: [] for n in videos}
+    lib_runs = {n: [] for n in videos}
+    # Rounds alternate the two sides, so a slower minute of the machine hits both alike.
     for _ in range(args.repeat):
+        svc = Service(size, ckpt, s, "cpu")
+        try:
+            # One request first: a long-running server is measured in its steady state.
+            svc.track(videos[24], p, point, os.path.join(args.out, "warm.zip"))
+            for n, v in videos.items():
+                svc_runs[n].append(svc.track(v, p, point,
+                                             os.path.join(args.out, f"service_{n}.zip")))
+                print(f"service {n} frames: {svc_runs[n][-1]}", flush=True)
+        finally:
+            svc.stop()
         for n, v in videos.items():
-            runs[n].append(library(v, ckpt, size, s, p, point, "cpu"))
-            print(f"library {n} frames: {runs[n][-1]}", flush=True)
-    lib_rows = {n: mean_row(r) for n, r in runs.items()}
+            lib_runs[n].append(library(v, ckpt, size, s, p, point, "cpu"))
+            print(f"library {n} frames: {lib_runs[n][-1]}", flush=True)
+    svc_rows = {n: median_row(r) for n, r in svc_runs.items()}
+    lib_rows = {n: median_row(r) for n, r in lib_runs.items()}
 
     lines = [f"Machine: {machine()}",
              f"hiera {size}, image_size {s}, {w}x{h} video, 1 click on frame {p}, forward + "
-             f"reverse; mean of {args.repeat} runs each, service after one warm-up request", "",
+             f"reverse; median of {args.repeat} alternating rounds, service after one warm-up request", "",
              "| frames | library work s | service s | service/library | first ZIP byte s "
              "(% of request) | library fps | service fps | library peak RSS MiB | service "
              "peak RSS MiB |",
@@ -264,7 +267,7 @@ def main() -> int:
     ap.add_argument("--gpu_frames", type=int, default=300, help="GPU mode: frames of 1280x720.")
     ap.add_argument("--skip-long", dest="skip_long", action="store_true",
                     help="CPU mode: skip the 100 vs 2,000-frame run.")
-    ap.add_argument("--repeat", type=int, default=2, help="CPU mode: runs per measurement.")
+    ap.add_argument("--repeat", type=int, default=3, help="CPU mode: runs per measurement.")
     ap.add_argument("--checkpoint_dir", default=None, help="Official checkpoints, if you have them.")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="Videos, weights, ZIPs.")
     args = ap.parse_args()

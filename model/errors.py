@@ -51,9 +51,10 @@ class Unavailable(TrackerError, ServerNotReady):
 
     status = 503
 
-    def __init__(self, message: str, retry_after: int = 5):
+    def __init__(self, message: str, retry_after: int = 5, kind: str = "unavailable"):
         super().__init__(message)
         self.retry_after = retry_after
+        self.kind = kind  # busy | draining | not_ready | unavailable
 
 
 class Cancelled(TrackerError):

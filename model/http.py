@@ -13,6 +13,7 @@ from typing import Callable, List, Optional, Tuple
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from . import metrics
@@ -144,6 +145,9 @@ async def spool_upload(request: Request, kind: str, spool_dir: str) -> Tuple[str
             if spooler.video_bytes == 0:
                 raise BadInput("the multipart field 'video' is empty")
             return path, spooler.fields
+    except ClientDisconnect:
+        os.unlink(path)
+        raise Cancelled("the client disconnected during the upload") from None
     except BaseException:
         os.unlink(path)
         raise

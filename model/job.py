@@ -31,7 +31,7 @@ from .video import VideoInfo, VideoReader
 logger = logging.getLogger("sam2_tracker")
 # Hand freed heap pages back every 8 frames, at most every 2 s (a trim costs milliseconds: nothing
 # at 0.7 s per frame on a CPU, and kept rare at 100 frames per second on a GPU). See memory.py.
-TRIM_EVERY_FRAMES, TRIM_MIN_SECONDS = 8, 2.0
+TRIM_EVERY_FRAMES, TRIM_MIN_SECONDS = 4, 1.0
 
 
 class _End:

@@ -19,11 +19,13 @@ from functools import partial
 from typing import List, Optional, Tuple, Union
 
 import kserve
+from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
 from . import metrics, prompts, v2
 from .checkpoints import resolve_checkpoint
-from .errors import BadInput, Cancelled, TooLarge, Unavailable
+from .errors import BadInput, Cancelled, DeadlineExceeded, TooLarge, Unavailable, \
+    UnsupportedMedia
 from .frames import FrameFeed, check_prompt_frame
 from .job import ChunkStream, Job
 from .scheduler import Scheduler, Ticket
@@ -49,7 +51,6 @@ class V2Result:
 
 
 def outcome_of(exc: BaseException) -> str:
-    from .errors import DeadlineExceeded, TooLarge, UnsupportedMedia
 
     if isinstance(exc, TooLarge):
         return "too_large"
@@ -60,8 +61,8 @@ def outcome_of(exc: BaseException) -> str:
     if isinstance(exc, Cancelled):
         return "cancelled"
     if isinstance(exc, Unavailable):
-        return "busy" if "busy" in str(exc) else "unavailable"
-    if isinstance(exc, (BadInput, kserve.errors.InvalidInput)):
+        return "busy" if exc.kind == "busy" else "unavailable"
+    if isinstance(exc, (BadInput, InvalidInput)):
         return "bad_request"
     return "error"
 
@@ -117,7 +118,7 @@ class Sam2Tracker(kserve.Model):
         predictor = build_video_predictor(s.model_size, self._checkpoint, str(self._device),
                                           image_size=s.image_size, compile_model=s.compile)
         self._tracker = Tracker(predictor, self._device, pad_points=s.compile)
-        masks = self._tracker.warm_up(self._new_feed)
+        masks = self.scheduler.run_blocking(partial(self._tracker.warm_up, self._new_feed))
         self.load_seconds = time.monotonic() - t0
         metrics.MODEL_INFO.info({k: str(v) for k, v in self.describe().items()})
         logger.info("model ready in %.1f s (warm-up made %d masks); memory window %d frames",
@@ -157,7 +158,8 @@ class Sam2Tracker(kserve.Model):
         """503 before reading an upload when it could not be served now."""
         if not self.ready and not self.draining:
             metrics.REJECTED.labels("not_ready").inc()
-            raise Unavailable("the model is still loading; retry shortly", retry_after=10)
+            raise Unavailable("the model is still loading; retry shortly", retry_after=10,
+                              kind="not_ready")
         self.scheduler.check()
 
     # --- the KServe pipeline -----------------------------------------------------------------

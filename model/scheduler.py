@@ -59,7 +59,7 @@ class Scheduler:
     # --- admission ----------------------------------------------------------------------------
     def _refuse(self, reason: str, message: str, retry_after: int) -> Unavailable:
         metrics.REJECTED.labels(reason).inc()
-        return Unavailable(message, retry_after=retry_after)
+        return Unavailable(message, retry_after=retry_after, kind=reason)
 
     def check(self) -> None:
         """Fail fast, before reading an upload, when a request could not be admitted now."""
@@ -121,6 +121,11 @@ class Scheduler:
                 ticket.release()
 
         return asyncio.get_running_loop().run_in_executor(self._executor, _run)
+
+    def run_blocking(self, work: Callable[[], object]) -> object:
+        """Run `work` on the device thread and wait (the warm-up at load time): torch.compile's
+        CUDA graphs are recorded per thread, so they must be made where jobs will run."""
+        return self._executor.submit(work).result()
 
     # --- shutting down ------------------------------------------------------------------------
     def stop_accepting(self) -> None:

@@ -101,12 +101,16 @@ def test_rest_binary_extension(server, video, track_masks):
     assert_same(masks, track_masks)
 
 
-def test_rest_binary_input_with_kserve_client(server, video, track_masks):
+def binary_request(video) -> InferRequest:
     with open(video, "rb") as f:
         data = f.read()
     vid = InferInput("video", [1], "BYTES")
     vid.set_data_from_numpy(np.array([data], dtype=np.object_), binary_data=True)
-    request = InferRequest(model_name="sam2", infer_inputs=[vid, *prompt_inputs(binary=True)])
+    return InferRequest(model_name="sam2", infer_inputs=[vid, *prompt_inputs(binary=True)])
+
+
+def test_rest_binary_input_with_kserve_client(server, video, track_masks):
+    request = binary_request(video)
 
     async def call():
         client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=600))
@@ -117,11 +121,7 @@ def test_rest_binary_input_with_kserve_client(server, video, track_masks):
 
 
 def test_grpc(server, video, track_masks):
-    with open(video, "rb") as f:
-        data = f.read()
-    vid = InferInput("video", [1], "BYTES")
-    vid.set_data_from_numpy(np.array([data], dtype=np.object_), binary_data=True)
-    request = InferRequest(model_name="sam2", infer_inputs=[vid, *prompt_inputs(binary=True)])
+    request = binary_request(video)
 
     async def call():
         client = InferenceGRPCClient(
