@@ -5,7 +5,7 @@ Every message names the parameter, what was wrong, and the allowed range.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
