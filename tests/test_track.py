@@ -60,8 +60,9 @@ def _run_readme_example(name, server, readme_video, tmp_path):
     workdir = tmp_path / name
     workdir.mkdir()
     shutil.copy(readme_video, workdir / "video.mp4")
-    block = readme_block(name).replace("localhost:8000", f"127.0.0.1:{server.http_port}")
-    if name == "python":
+    block = readme_block(name).replace("localhost:8000", f"127.0.0.1:{server.http_port}") \
+        .replace("localhost:8081", f"127.0.0.1:{server.grpc_port}")
+    if name in ("python", "grpc"):
         cmd = [sys.executable, "-c", block]
     else:
         cmd = ["bash", "-euo", "pipefail", "-c", block]
@@ -70,7 +71,7 @@ def _run_readme_example(name, server, readme_video, tmp_path):
     return (workdir / "masks.zip").read_bytes()
 
 
-@pytest.mark.parametrize("name", ["wget", "curl", "python"])
+@pytest.mark.parametrize("name", ["wget", "curl", "python", "grpc"])
 def test_readme_examples_return_one_mask_per_frame(name, server, readme_video, tmp_path):
     """The README's wget (raw body), curl (multipart) and requests examples, run verbatim."""
     masks, manifest = read_masks(_run_readme_example(name, server, readme_video, tmp_path))
