@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,24 +32,13 @@ import requests
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+# The tests' support package (videos, server process, /proc readers) is shared with the benchmark.
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-CONFIGS = {"tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
-           "base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def status_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+from model.checkpoints import MODEL_SIZES  # noqa: E402
+from support.metrics import metric, status_kib  # noqa: E402
+from support.server import free_port  # noqa: E402
+from support.videos import write_video  # noqa: E402
 
 
 def checkpoint_for(size: str, args) -> str:
@@ -58,7 +46,7 @@ def checkpoint_for(size: str, args) -> str:
         path = os.path.join(args.checkpoint_dir, f"sam2.1_hiera_{size}.pt")
         if os.path.isfile(path):
             return path
-    from model.checkpoints import write_random_checkpoint
+    from model.sam2_build import write_random_checkpoint
 
     path = os.path.join(args.out, f"random_{size}.pt")
     if not os.path.isfile(path):
@@ -67,8 +55,6 @@ def checkpoint_for(size: str, args) -> str:
 
 
 def make_video(path: str, frames: int, width: int, height: int) -> str:
-    from videos import write_video
-
     if not os.path.isfile(path):
         write_video(path, frames, width, height)
     return path
@@ -134,8 +120,9 @@ class Service:
 def library(video, checkpoint, size, image_size, frame_idx, point, device, extra=()) -> dict:
     out = subprocess.run(
         [sys.executable, os.path.join(HERE, "library_job.py"), "--video", video,
-         "--checkpoint", checkpoint, "--config", CONFIGS[size], "--image_size", str(image_size),
-         "--frame_idx", str(frame_idx), "--point", point, "--device", device, *extra],
+         "--checkpoint", checkpoint, "--config", MODEL_SIZES[size].config,
+         "--image_size", str(image_size), "--frame_idx", str(frame_idx), "--point", point,
+         "--device", device, *extra],
         cwd=REPO, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
@@ -155,7 +142,7 @@ def machine() -> str:
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+            cpu = next(x.split(":", 1)[1].strip() for x in f if x.startswith("model name"))
     except (OSError, StopIteration):
         pass
     import torch
@@ -191,7 +178,8 @@ def cpu_mode(args):
 
     lines = [f"Machine: {machine()}",
              f"hiera {size}, image_size {s}, {w}x{h} video, 1 click on frame {p}, forward + "
-             f"reverse; median of {args.repeat} alternating rounds, service after one warm-up request", "",
+             f"reverse; median of {args.repeat} alternating rounds, service after one warm-up "
+             f"request", "",
              "| frames | library work s | service s | service/library | first ZIP byte s "
              "(% of request) | library fps | service fps | library peak RSS MiB | service "
              "peak RSS MiB |",
@@ -248,8 +236,7 @@ def gpu_mode(args):
             metrics = requests.get(svc.url + "/metrics", timeout=5).text
         finally:
             svc.stop()
-        peak = next((float(l.split()[-1]) / 2**20 for l in metrics.splitlines()
-                     if l.startswith('sam2_tracker_gpu_memory_bytes{kind="peak"}')), float("nan"))
+        peak = metric(metrics, "sam2_tracker_gpu_memory_bytes", kind="peak") / 2**20
         prop_fps = lib["masks"] / lib["propagate_s"]
         e2e_fps = n / r["time_s"]
         lines.append(f"| {size} | {n} | {prop_fps:.1f} | {e2e_fps:.1f} | "
@@ -268,7 +255,8 @@ def main() -> int:
     ap.add_argument("--skip-long", dest="skip_long", action="store_true",
                     help="CPU mode: skip the 100 vs 2,000-frame run.")
     ap.add_argument("--repeat", type=int, default=3, help="CPU mode: runs per measurement.")
-    ap.add_argument("--checkpoint_dir", default=None, help="Official checkpoints, if you have them.")
+    ap.add_argument("--checkpoint_dir", default=None,
+                    help="Official checkpoints, if you have them.")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="Videos, weights, ZIPs.")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)

@@ -6,10 +6,9 @@ import os
 import sys
 import warnings
 
-logger = logging.getLogger("sam2_tracker")
-
-
 def _configure_logging() -> None:
+    """The one place logging is configured: every module logs under the package's namespace."""
+    logger = logging.getLogger(__package__ or "model")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger.addHandler(handler)

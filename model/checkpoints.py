@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Optional
 
-logger = logging.getLogger("sam2_tracker")
+logger = logging.getLogger(__name__)
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
 
@@ -80,7 +80,8 @@ def resolve_checkpoint(size: str, model_dir: str, checkpoint: Optional[str] = No
         if len(candidates) == 1:
             return os.path.join(model_dir, candidates[0])
     raise CheckpointError(
-        f"no SAM2.1 {size} checkpoint at {path!r}. Get it with: {download_command(size, model_dir)} "
+        f"no SAM2.1 {size} checkpoint at {path!r}. Get it with: "
+        f"{download_command(size, model_dir)} "
         f"(or pass --checkpoint PATH, or point the InferenceService's storageUri at the file)"
     )
 
@@ -99,7 +100,8 @@ def verify_file(size: str, path: str, sha256: Optional[str] = None) -> None:
     if not spec.min_bytes <= n <= spec.max_bytes:
         raise CheckpointError(
             f"{path} is {n / _MiB:.1f} MiB; the official {spec.filename} is "
-            f"{spec.min_bytes / _MiB:.0f}-{spec.max_bytes / _MiB:.0f} MiB (truncated or another model?)"
+            f"{spec.min_bytes / _MiB:.0f}-{spec.max_bytes / _MiB:.0f} MiB "
+            f"(truncated or another model?)"
         )
     if sha256:
         actual = sha256_of(path)
@@ -157,16 +159,3 @@ def download(size: str, model_dir: str, url: Optional[str] = None, sha256: Optio
         f.write(f"{digest.hexdigest()}  {spec.filename}\n")
     logger.info("downloaded %s (%.1f MiB, sha256 %s)", target, got / _MiB, digest.hexdigest())
     return target
-
-
-def write_random_checkpoint(size: str, out: str, seed: int = 0) -> str:
-    """The real architecture with random weights, saved in the official format ({"model": sd})."""
-    import torch
-
-    from .sam2_build import build_video_predictor
-
-    torch.manual_seed(seed)
-    predictor = build_video_predictor(size, checkpoint=None, device="cpu")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    torch.save({"model": predictor.state_dict()}, out)
-    return out

@@ -1,292 +1,233 @@
-"""One tracking job: its inputs, its cancellation, and the ZIP stream it produces.
+"""One tracking job: it owns everything a request holds, from `open` to `close`.
 
-Per-request state lives here, not on the model (STYLE: request data, model state and a video's
-tracking state kept apart). Three threads touch a job while it runs:
+    door -> TrackRequest -> Job.open: the upload (handed over), the video reader, the frame
+            feed, the place in line and the cancellation
+         -> Job.run on the device thread -> FrameWriter -> ChunkStream -> the answer
+         -> Job.close: everything released, the upload removed
 
-    frame-decoder (frames.py) -> device worker (Tracker.track) -> mask-writer (PNG + ZIP)
-                                                                    -> ChunkStream -> event loop
-
-so decoding the next frames and encoding finished masks overlap with the model. Every hand-off is
-a bounded queue: a slow client slows the writer, which slows the device, and memory stays flat.
+Three threads touch a running job: the frame decoder (feed.py) -> the device worker (the engine)
+-> the mask writer (outputs/), whose chunks cross to the event loop through the ChunkStream. Every
+hand-off is a bounded queue: a slow client slows the writer, which slows the device, and memory
+stays flat. Nothing outside the job removes the upload or stops the work: they ask the job (or
+its Cancellation) to.
 """
 
 import asyncio
 import logging
-import os
-import queue
-import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
 
 from . import metrics
-from .archive import ZipStream
-from .errors import Cancelled, DeadlineExceeded, TrackerError, translate_library_error
-from .frames import FeedStopped, FrameFeed
+from .errors import BadInput, Cancelled, DeadlineExceeded, translate_library_error
+from .cancellation import FeedStopped
+from .feed import FrameFeed
+from .mask_prompts import decode_masks
 from .memory import release_free_memory
-from .prompts import Prompt
-from .video import VideoInfo, VideoReader
+from .outputs import open_format
+from .outputs.manifest import build_manifest
+from .outputs.writer import FrameWriter
+from .request import TrackRequest
+from .sam2_rules import feed_plan
+from .scheduler import Ticket
+from .stream import ChunkStream
+from .video import VideoLimits, VideoReader, open_video
 
-logger = logging.getLogger("sam2_tracker")
+logger = logging.getLogger(__name__)
 # Hand freed heap pages back every 8 frames, at most every 2 s. The pages come back as page faults
 # on the next frames: trimming every frame cost 8 % of the speed at image_size 512 on 2 cores,
 # every 4th frame ~5 %, every 8th nothing measurable. See memory.py.
 TRIM_EVERY_FRAMES, TRIM_MIN_SECONDS = 8, 2.0
 
 
-class _End:
-    """The last item of a ChunkStream: success, or the error that stopped the job."""
+@dataclass(frozen=True)
+class JobConfig:
+    """What a job needs from the server's settings, as values (no reference back to the model)."""
 
-    def __init__(self, error: Optional[BaseException] = None):
-        self.error = error
-
-
-class ChunkStream:
-    """Bytes from a worker thread to the event loop, at most `max_pending` chunks in between."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_pending: int = 32):
-        self._loop = loop
-        self._queue: "asyncio.Queue" = asyncio.Queue()
-        self._slots = threading.Semaphore(max_pending)
-        self._gone = threading.Event()
-        self._head: Any = None
-
-    def _deliver(self, item) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the loop has closed: the server is gone, so is the reader
-            self._gone.set()
-
-    def put(self, chunk: bytes) -> None:
-        """From a thread: blocks while the reader is `max_pending` chunks behind."""
-        while not self._slots.acquire(timeout=0.2):
-            if self._gone.is_set():
-                raise Cancelled("the client stopped reading")
-        if self._gone.is_set():
-            raise Cancelled("the client stopped reading")
-        self._deliver(chunk)
-
-    def finish(self, error: Optional[BaseException] = None) -> None:
-        self._deliver(_End(error))
-
-    def close(self) -> None:
-        """The reader is gone; a blocked or later `put` raises Cancelled."""
-        self._gone.set()
-
-    async def _next(self):
-        if self._head is not None:
-            item, self._head = self._head, None
-        else:
-            item = await self._queue.get()
-        if not isinstance(item, _End):
-            self._slots.release()
-        return item
-
-    async def wait_first(self) -> None:
-        """Wait for the first chunk without consuming it; raise if the job failed before it."""
-        if self._head is None:
-            self._head = await self._queue.get()
-        if isinstance(self._head, _End) and self._head.error is not None:
-            raise self._head.error
-
-    async def chunks(self):
-        while True:
-            item = await self._next()
-            if isinstance(item, _End):
-                if item.error is not None:
-                    raise item.error
-                return
-            yield item
+    image_size: int
+    spool_dir: str
+    limits: VideoLimits
+    request_timeout: float
 
 
-class MaskWriter:
-    """PNG-encodes masks and appends them to the ZIP, in its own thread."""
-
-    def __init__(self, stream: ChunkStream, depth: int = 8):
-        self._stream = stream
-        self._zip = ZipStream(stream.put)
-        self._queue: "queue.Queue" = queue.Queue(maxsize=depth)
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name="mask-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is not None:
-                continue  # keep draining so the producer never blocks on a dead writer
-            try:
-                self._zip.add_mask(*item)
-            except BaseException as exc:  # noqa: BLE001 - reported to the producer in put()
-                self._error = exc
-
-    def put(self, frame_idx: int, mask) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((frame_idx, mask))
-
-    def close(self, manifest: Optional[dict]) -> None:
-        """Wait for queued masks; with a manifest, finish the ZIP. Raises the writer's error."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        if manifest is not None:
-            self._zip.close(manifest)
-
-    @property
-    def entries(self) -> int:
-        return self._zip.entries
-
-
-@dataclass
 class Job:
-    door: str
-    prompt: Prompt
-    reader: VideoReader
-    feed: FrameFeed
-    stream: ChunkStream
-    ticket: Any  # scheduler.Ticket: the place in line and the cancellation
-    deadline: float
-    spool_path: Optional[str] = None
-    v2_request: Any = None  # the InferRequest on the v2 doors, to shape the answer
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    admitted_at: float = field(default_factory=time.monotonic)
-    timings: dict = field(default_factory=dict)
-    masks: int = 0
-    _closed: bool = False
+    def __init__(self, request: TrackRequest, ticket: Ticket, reader: VideoReader,
+                 feed: FrameFeed, masks: Dict[str, np.ndarray], stream: ChunkStream,
+                 deadline: float):
+        self.request = request
+        self.ticket = ticket
+        self.reader = reader
+        self.feed = feed
+        self.masks = masks
+        self.stream = stream
+        self.deadline = deadline
+        self.cancellation = request.cancellation
+        self.format = open_format(request.options, request.prompts.long_form, stream.put)
+        self.opened_at = time.monotonic()
+        self.timings: dict = {}
+        self.frames = 0
+        self.answer: Optional[bytes] = None  # the whole answer, on the v2 doors
+        self._freed = False
+        self.cancellation.on_cancel(stream.close)
 
     @property
-    def info(self) -> VideoInfo:
-        return self.reader.info
-
-    def __post_init__(self) -> None:
-        self.ticket.stream = self.stream
+    def request_id(self) -> str:
+        return self.request.request_id
 
     @property
-    def cancelled(self) -> threading.Event:
-        return self.ticket.cancelled
+    def media_type(self) -> str:
+        return self.format.media_type
 
-    @property
-    def cancel_error(self) -> Optional[TrackerError]:
-        return self.ticket.error
+    # --- opening: in a worker thread (decoding the first frames blocks) -----------------------
+    @classmethod
+    def open(cls, request: TrackRequest, ticket: Ticket, config: JobConfig,
+             loop: asyncio.AbstractEventLoop) -> "Job":
+        reader = open_video(request.upload.path, config.limits)
+        feed = None
+        try:
+            info = reader.info
+            request.prompts.check_against_video(info.width, info.height)
+            masks = decode_masks(request.prompts, request.mask_images, info.width, info.height)
+            feed = FrameFeed(reader, config.image_size,
+                             feed_plan(request.prompts, request.options),
+                             spool_dir=config.spool_dir,
+                             cancelled=request.cancellation.event).start()
+            decoded = feed.wait_for_count(request.prompts.frames[-1] + 1)
+            if decoded == 0:
+                raise BadInput("the video has no decodable frames")
+            request.prompts.check_frames(decoded)
+            request.cancellation.raise_if_cancelled()
+            # The clock starts once the upload is in (a slow upload does not eat the deadline).
+            job = cls(request, ticket, reader, feed, masks, ChunkStream(loop),
+                      deadline=time.monotonic() + config.request_timeout)
+        except BaseException:
+            if feed is not None:
+                feed.close()
+            reader.close()
+            raise
+        request.upload.hand_over()
+        ticket.hand_over()
+        return job
 
-    def cancel(self, error: TrackerError) -> None:
-        self.ticket.cancel(error)
-
+    # --- running: on the device thread --------------------------------------------------------
     def check(self) -> None:
         """Called between frames: raise if the job should stop."""
-        if not self.cancelled.is_set() and time.monotonic() > self.deadline:
-            self.cancel(DeadlineExceeded("the request ran past its deadline (--request_timeout); "
-                                         "send a shorter video or raise the limit"))
-        if self.cancelled.is_set():
-            raise self.cancel_error or Cancelled("cancelled")
+        if not self.cancellation.cancelled and time.monotonic() > self.deadline:
+            self.cancellation.cancel(DeadlineExceeded(
+                "the request ran past its deadline (--request_timeout); send a shorter video or "
+                "raise the limit"))
+        self.cancellation.raise_if_cancelled()
 
-    def close(self) -> None:
-        """Free everything the job holds: decoder thread, spill file, capture, upload."""
-        if self._closed:
-            return
-        self._closed = True
-        self.feed.close()
-        self.reader.close()
-        if self.spool_path:
-            try:
-                os.unlink(self.spool_path)
-            except FileNotFoundError:
-                pass
-
-    def run(self, tracker, model_desc: dict, max_frames: int) -> None:
-        """On the device worker thread: track, write the ZIP, report the end to the stream."""
+    def run(self, engine, model_desc: dict, max_frames: int) -> None:
+        """Track, write the answer, report the end to the stream; then free everything."""
         started = time.monotonic()
-        self.timings["queued_s"] = round(started - self.admitted_at, 3)
-        metrics.QUEUE_SECONDS.observe(started - self.admitted_at)
-        writer = MaskWriter(self.stream)
+        admitted = self.opened_at
+        self.timings["queued_s"] = round(started - admitted, 3)
+        metrics.QUEUE_SECONDS.observe(started - admitted)
+        writer = FrameWriter(self.format)
         error: Optional[BaseException] = None
         trimmed = started
         try:
             self.check()
-            with tracker.device_context():
-                frames = tracker.track(self.feed, self.prompt, self.info.width, self.info.height,
-                                       max_frames)
+            info = self.reader.info
+            with engine.device_context():
+                frames = engine.track(self.feed, self.request.prompts, self.masks, info.width,
+                                      info.height, self.request.options, max_frames)
                 try:
-                    for frame_idx, mask in frames:
-                        if self.masks == 0:
-                            self.timings["first_mask_s"] = round(time.monotonic() - self.admitted_at, 3)
-                            metrics.FIRST_MASK_SECONDS.observe(time.monotonic() - self.admitted_at)
-                        writer.put(frame_idx, mask)
-                        self.masks += 1
-                        if self.masks % TRIM_EVERY_FRAMES == 0 and \
+                    for frame in frames:
+                        if self.frames == 0:
+                            first_s = time.monotonic() - admitted
+                            self.timings["first_mask_s"] = round(first_s, 3)
+                            metrics.FIRST_MASK_SECONDS.observe(first_s)
+                        writer.put(frame)
+                        self.frames += 1
+                        if self.frames % TRIM_EVERY_FRAMES == 0 and \
                                 time.monotonic() - trimmed > TRIM_MIN_SECONDS:
                             release_free_memory()
                             trimmed = time.monotonic()
                         self.check()
                 finally:
                     frames.close()
-            decoded = self.feed.num_frames
-            if decoded != self.masks:
-                # Never present a partial ZIP as success.
-                raise RuntimeError(f"made {self.masks} masks for {decoded} decoded frames")
-            tracking_s = time.monotonic() - started
-            self.timings["tracking_s"] = round(tracking_s, 3)
-            writer.close(self._manifest(model_desc))
+            expected = engine.expected_frames(self.feed, self.request)
+            if expected != self.frames:
+                # Never present a partial answer as success.
+                raise RuntimeError(f"made masks for {self.frames} frames; {expected} expected")
+            self.timings["tracking_s"] = round(time.monotonic() - started, 3)
+            writer.close(self._manifest(model_desc, engine))
         except FeedStopped:
-            error = self.cancel_error or Cancelled("cancelled")
+            error = self.cancellation.reason()
         except BaseException as exc:  # noqa: BLE001 - every end is reported to the stream
-            error = self.cancel_error if self.cancelled.is_set() and self.cancel_error else exc
+            error = self.cancellation.reason() if self.cancellation.cancelled else exc
             error = translate_library_error(error)
         finally:
             if error is not None:
-                self.cancelled.set()
+                self.cancellation.event.set()
                 try:
                     writer.close(None)
                 except BaseException:  # noqa: BLE001 - the first error is the one that counts
                     pass
-            self.close()
+            self._free()
             release_free_memory()
             self._report(started, error)
             self.stream.finish(error)
 
+    def _manifest(self, model_desc: dict, engine) -> dict:
+        info = self.reader.info
+        video = {"width": info.width, "height": info.height, "fps": info.fps,
+                 "frame_count": self.feed.num_frames,
+                 "container_frame_count": info.claimed_frames, "codec": info.codec}
+        tracked = engine.tracked_range(self.feed, self.request)
+        return build_manifest(self.request, video, model_desc, self.frames, tracked, self.format,
+                              self.timings)
+
     def _report(self, started: float, error: Optional[BaseException]) -> None:
         elapsed = time.monotonic() - started
-        metrics.FRAMES.inc(self.masks)
+        info = self.reader.info
+        metrics.FRAMES.inc(self.frames)
         if error is None:
             metrics.TRACKING_SECONDS.observe(elapsed)
-            metrics.VIDEO_FRAMES.observe(self.masks)
-            metrics.VIDEO_PIXELS.observe(self.info.width * self.info.height)
+            metrics.VIDEO_FRAMES.observe(self.feed.num_frames or self.frames)
+            metrics.VIDEO_PIXELS.observe(info.width * info.height)
             if elapsed > 0:
-                metrics.FPS.observe(self.masks / elapsed)
-                metrics.LAST_FPS.set(self.masks / elapsed)
+                metrics.FPS.observe(self.frames / elapsed)
+                metrics.LAST_FPS.set(self.frames / elapsed)
         metrics.observe_gpu_memory()
-        logger.info("job %s %s: %d frames %dx%d, prompt frame %d, %.2f s (%.2f fps)%s",
-                    self.request_id, "done" if error is None else "stopped", self.masks,
-                    self.info.width, self.info.height, self.prompt.frame_idx, elapsed,
-                    self.masks / elapsed if elapsed > 0 else 0.0,
-                    "" if error is None else f": {error}")
+        logger.info("job %s %s: %d frames %dx%d, %d object(s), prompted frames %s, %.2f s "
+                    "(%.2f fps)%s", self.request_id, "done" if error is None else "stopped",
+                    self.frames, info.width, info.height, len(self.request.prompts.obj_ids),
+                    self.request.prompts.frames, elapsed,
+                    self.frames / elapsed if elapsed > 0 else 0.0,
+                    "" if error is None else f": {type(error).__name__}: {error}")
 
-    def _manifest(self, model_desc: dict) -> dict:
-        decoded = self.feed.num_frames
-        tracking_s = self.timings.get("tracking_s") or 0.0
-        return {
-            "video": {
-                "width": self.info.width,
-                "height": self.info.height,
-                "fps": self.info.fps,
-                "frame_count": decoded,
-                "container_frame_count": self.info.claimed_frames,
-                "codec": self.info.codec,
-            },
-            "prompt": {**self.prompt.as_dict(), "obj_id": 1},
-            "model": model_desc,
-            "masks": {
-                "count": self.masks,
-                "format": "8-bit grayscale PNG, 0 = background, 255 = object",
-                "names": "masks/{frame_idx:05d}.png",
-                "order": "prompt frame to the last frame, then back to frame 0",
-            },
-            "timings": {**self.timings,
-                        "frames_per_second": round(self.masks / tracking_s, 3) if tracking_s else None},
-            "request_id": self.request_id,
-        }
+    # --- the answer, on the event loop -------------------------------------------------------
+    async def chunks(self):
+        """The answer's bytes. A reader that stops early (hang-up) cancels the job."""
+        complete = False
+        try:
+            async for chunk in self.stream.chunks():
+                yield chunk
+            complete = True
+        finally:
+            if not complete:
+                self.cancellation.cancel(Cancelled("the client went away"))
+
+    async def body(self) -> bytes:
+        """The whole answer (the v2 doors, which do not stream)."""
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    # --- closing ------------------------------------------------------------------------------
+    def _free(self) -> None:
+        if self._freed:
+            return
+        self._freed = True
+        self.feed.close()
+        self.reader.close()
+        self.request.upload.discard()
+
+    def close(self) -> None:
+        """A job that will not run (its caller went away first): free it and its place."""
+        self.cancellation.cancel(Cancelled("the client went away"))
+        self._free()
+        self.ticket.release()

@@ -4,10 +4,11 @@ Per-frame buffers (frames, masks, activations) are allocated and freed in severa
 keeps freed chunks in its arenas, so the resident size drifts upward over a long job although
 live memory is flat. `release_free_memory` (malloc_trim) returns those pages.
 
-Measured at image_size 512 on 2 CPU cores (24 -> 96 frames, after a warm-up request): without it
-the server's peak RSS grew 0.55 MiB per extra frame, with a trim every 8 frames 0.33-0.36, and
-~100 MiB lower overall, at no measurable cost in speed (every frame: 0.1 MiB, but 8 % slower). (Capping glibc at 2 arenas helped less,
-0.43-0.53, and a fixed mmap threshold made tracking 40-60 % slower.)
+Measured at image_size 512 on 2 CPU cores (24 -> 96 frames, after a warm-up request): peak RSS
+grew 0.55 MiB per extra frame without trimming and 0.33-0.46 MiB with a trim every 8 frames (the
+job's cadence, job.py), ~100 MiB lower overall, at no measurable cost in speed. Trimming every
+frame gained little more and cost 8 % of the speed; capping glibc at 2 arenas helped less; a fixed
+mmap threshold made tracking 40-60 % slower.
 """
 
 import ctypes

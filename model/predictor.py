@@ -1,76 +1,35 @@
-"""Sam2Tracker: the KServe model. load / preprocess / predict / postprocess.
+"""Sam2Tracker: the KServe model. Loading, and KServe's four hooks; nothing else.
 
-Three doors lead here: POST /track (http.py hands a spooled upload and the query string), v2 REST
-and v2 gRPC (KServe hands an InferRequest). All take the same path:
+Three doors lead here with the same request shape (request.py): POST /track (http.py hands a
+TrackRequest), v2 REST and v2 gRPC (KServe hands an InferRequest; v2.py translates it):
 
-    preprocess: admit -> open the video -> check the prompt against it -> start decoding -> Job
-    predict:    run the Job on the device thread (streamed: return once the first mask exists)
-    postprocess: /track -> the Job, whose ZIP the route streams; v2 -> the `masks` output
+    preprocess:  admit (a place in line) -> Job.open (video, prompts checked, feed started)
+    predict:     run the Job on the device thread; /track returns once the first mask exists
+    postprocess: /track -> the Job, whose answer the route streams; v2 -> the `masks` output
 """
 
 import asyncio
 import logging
 import os
-import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from functools import partial
-from typing import List, Optional, Tuple, Union
+from typing import Callable, Optional
 
 import kserve
-from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
-from . import metrics, prompts, v2
+from . import metrics, v2
 from .checkpoints import resolve_checkpoint
-from .errors import BadInput, Cancelled, DeadlineExceeded, TooLarge, Unavailable, \
-    UnsupportedMedia
-from .frames import FrameFeed, check_prompt_frame
-from .job import ChunkStream, Job
+from .errors import BadInput, Cancelled, Unavailable
+from .feed import FrameFeed
+from .job import Job, JobConfig
+from .request import TrackRequest
+from .cancellation import Cancellation
 from .scheduler import Scheduler, Ticket
 from .settings import Settings
-from .video import VideoLimits, open_video, to_model_frame
+from .video import VideoLimits
 
-logger = logging.getLogger("sam2_tracker")
-
-
-@dataclass
-class TrackInput:
-    """What POST /track hands to preprocess: the spooled upload and the raw query."""
-
-    path: str
-    query: List[Tuple[str, str]]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass
-class V2Result:
-    request: InferRequest
-    zip_bytes: bytes
-
-
-def outcome_of(exc: BaseException) -> str:
-
-    if isinstance(exc, TooLarge):
-        return "too_large"
-    if isinstance(exc, UnsupportedMedia):
-        return "unsupported_media"
-    if isinstance(exc, DeadlineExceeded):
-        return "timeout"
-    if isinstance(exc, Cancelled):
-        return "cancelled"
-    if isinstance(exc, Unavailable):
-        return "busy" if exc.kind == "busy" else "unavailable"
-    if isinstance(exc, (BadInput, InvalidInput)):
-        return "bad_request"
-    return "error"
-
-
-def door_of(payload) -> str:
-    if isinstance(payload, TrackInput):
-        return "track"
-    return "v2_grpc" if getattr(payload, "from_grpc", False) else "v2_rest"
+logger = logging.getLogger(__name__)
 
 
 def pick_device(requested: str):
@@ -83,62 +42,80 @@ def pick_device(requested: str):
     return torch.device(requested)
 
 
+def build_sam2_engine(settings: Settings):
+    """The real engine: SAM2.1 from the checkpoint, on the chosen device. Returns (engine, info)."""
+    import torch
+
+    from .sam2_build import build_video_predictor, log_extension_status
+    from .tracking import Tracker
+
+    checkpoint = resolve_checkpoint(settings.model_size, settings.model_dir, settings.checkpoint)
+    device = pick_device(settings.device)
+    if device.type == "cuda" and torch.cuda.get_device_properties(0).major >= 8:
+        # TF32 on Ampere and newer, as SAM2's own demo sets it.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    logger.info("building SAM2.1 %s from %s on %s (image_size %s, compile %s)",
+                settings.model_size, checkpoint, device, settings.image_size or "1024",
+                settings.compile)
+    predictor = build_video_predictor(settings.model_size, checkpoint, str(device),
+                                      image_size=settings.image_size,
+                                      compile_model=settings.compile)
+    log_extension_status(device)
+    engine = Tracker(predictor, device, pad_points=settings.compile)
+    return engine, {"device": str(device), "checkpoint": os.path.basename(checkpoint)}
+
+
 class Sam2Tracker(kserve.Model):
     settings: Settings
     scheduler: Scheduler
-    _tracker = None  # tracking.Tracker once loaded
-    _device = None  # torch.device chosen once at load
-    _checkpoint: Optional[str] = None
+    engine = None  # tracking.Tracker (or a test's fake) once loaded
+    engine_info: Optional[dict] = None
     draining: bool = False
     load_error: Optional[str] = None
     load_seconds: Optional[float] = None
 
-    def __init__(self, settings: Settings, scheduler: Optional[Scheduler] = None):
+    def __init__(self, settings: Settings, build_engine: Callable = build_sam2_engine):
         super().__init__(settings.model_name)
         self.settings = settings
-        self.scheduler = scheduler or Scheduler(settings.max_queue)
+        self.scheduler = Scheduler(settings.max_queue)
+        self._build_engine = build_engine
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> bool:
-        import torch
-
-        from .sam2_build import build_video_predictor
-        from .tracking import Tracker
-
         t0 = time.monotonic()
-        s = self.settings
-        self._checkpoint = resolve_checkpoint(s.model_size, s.model_dir, s.checkpoint)
-        self._device = pick_device(s.device)
-        if self._device.type == "cuda" and torch.cuda.get_device_properties(0).major >= 8:
-            # TF32 on Ampere and newer, as SAM2's own demo sets it.
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        logger.info("building SAM2.1 %s from %s on %s (image_size %s, compile %s)", s.model_size,
-                    self._checkpoint, self._device, s.image_size or "1024", s.compile)
-        predictor = build_video_predictor(s.model_size, self._checkpoint, str(self._device),
-                                          image_size=s.image_size, compile_model=s.compile)
-        self._tracker = Tracker(predictor, self._device, pad_points=s.compile)
-        masks = self.scheduler.run_blocking(partial(self._tracker.warm_up, self._new_feed))
+        self.engine, self.engine_info = self._build_engine(self.settings)
+        masks = self.scheduler.run_blocking(partial(self.engine.warm_up, self._make_feed))
         self.load_seconds = time.monotonic() - t0
         metrics.MODEL_INFO.info({k: str(v) for k, v in self.describe().items()})
         logger.info("model ready in %.1f s (warm-up made %d masks); memory window %d frames",
-                    self.load_seconds, masks, self._tracker.window)
+                    self.load_seconds, masks, self.engine.window)
         self.ready = True
         metrics.MODEL_READY.set(1)
         return self.ready
 
+    def _make_feed(self, source, plan) -> FrameFeed:
+        return FrameFeed(source, self.engine.image_size, plan, spool_dir=self.settings.spool_dir)
+
     def describe(self) -> dict:
-        tracker = self._tracker
+        info = self.engine_info or {}
         return {
             "name": self.name,
             "size": self.settings.model_size,
-            "image_size": tracker.image_size if tracker else self.settings.image_size,
-            "device": str(self._device) if self._device else self.settings.device,
-            "dtype": tracker.dtype_name if tracker else None,
+            "image_size": self.engine.image_size if self.engine else self.settings.image_size,
+            "device": info.get("device", self.settings.device),
+            "dtype": self.engine.dtype_name if self.engine else None,
             "compiled": self.settings.compile,
-            "checkpoint": os.path.basename(self._checkpoint) if self._checkpoint else None,
+            "checkpoint": info.get("checkpoint"),
         }
 
+    def job_config(self) -> JobConfig:
+        s = self.settings
+        return JobConfig(image_size=self.engine.image_size, spool_dir=s.spool_dir,
+                         limits=VideoLimits(max_frames=s.max_frames, max_pixels=s.max_pixels),
+                         request_timeout=s.request_timeout)
+
+    # --- readiness and admission --------------------------------------------------------------
     async def healthy(self) -> bool:
         return self.ready and not self.draining
 
@@ -154,132 +131,66 @@ class Sam2Tracker(kserve.Model):
         metrics.MODEL_READY.set(0)
         self.scheduler.stop_accepting()
 
-    def check_accepting(self) -> None:
-        """503 before reading an upload when it could not be served now."""
+    def admit(self, cancellation: Cancellation) -> Ticket:
+        """A place in line, taken before the upload is read: so an upload that could not be
+        served now gets its 503 before it is sent, and the spool never holds more than
+        1 + --max_queue uploads (the chart sizes /tmp from that)."""
         if not self.ready and not self.draining:
             metrics.REJECTED.labels("not_ready").inc()
             raise Unavailable("the model is still loading; retry shortly", retry_after=10,
                               kind="not_ready")
-        self.scheduler.check()
+        return self.scheduler.admit(cancellation)
 
     # --- the KServe pipeline -----------------------------------------------------------------
-    async def __call__(self, body, headers=None, verb=kserve.model.InferenceVerb.PREDICT):
-        door = door_of(body)
-        try:
-            result = await super().__call__(body, headers, verb)
-        except BaseException as exc:
-            metrics.REQUESTS.labels(door, outcome_of(exc)).inc()
-            raise
-        if door != "track":  # /track's outcome is known when its stream ends (http.py)
-            metrics.REQUESTS.labels(door, "ok").inc()
-        return result
-
-    def _new_feed(self, frames, prompt_frame: int, cancelled=None) -> FrameFeed:
-        size = self._tracker.image_size
-        return FrameFeed(frames, partial(to_model_frame, image_size=size), size, prompt_frame,
-                         spool_dir=self.settings.spool_dir, cancelled=cancelled)
-
     async def preprocess(self, payload, headers=None) -> Job:
-        s = self.settings
-        if isinstance(payload, TrackInput):
-            path, cancelled = payload.path, payload.cancelled
-            try:
-                prompt = prompts.from_query(payload.query, s.max_points)
-            except BaseException:
-                _remove(path)
-                raise
-        elif isinstance(payload, InferRequest):
-            self.check_accepting()
-            prompt, data = v2.parse_request(payload, s.max_points)
-            if len(data) > s.max_upload_bytes:
-                raise TooLarge(f"the video is {len(data)} bytes; this server accepts at most "
-                               f"{s.max_upload_mb} MiB (--max_upload_mb)")
-            path = await asyncio.to_thread(_spool_bytes, data, s.spool_dir)
-            cancelled = threading.Event()
-        else:
-            raise BadInput(f"unsupported request type {type(payload).__name__}")
-        try:
-            self.check_accepting()
-            ticket = self.scheduler.admit(cancelled)
-        except BaseException:
-            _remove(path)
-            raise
-        loop = asyncio.get_running_loop()
-        opening = loop.run_in_executor(None, self._open_job, path, prompt, ticket,
-                                       door_of(payload), loop)
-        try:
-            job = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            # The caller went away (gRPC cancel) while the video opened: stop that thread, and
-            # close the job it may still hand back.
-            ticket.cancel(Cancelled("the client went away"))
-            opening.add_done_callback(_close_opened_job)
-            ticket.release()
-            _remove(path)  # unlinking is safe while the thread still has it open
-            raise
-        except BaseException:
-            ticket.release()
-            _remove(path)
-            raise
         if isinstance(payload, InferRequest):
-            job.v2_request = payload
-        return job
+            cancellation = Cancellation()
+            with self.admit(cancellation) as ticket:  # released on the way out unless handed on
+                request = await v2.to_track_request(payload, self.settings, headers or {},
+                                                    ticket, cancellation)
+                return await self._open(request)
+        if isinstance(payload, TrackRequest):
+            return await self._open(payload)
+        raise BadInput(f"unsupported request type {type(payload).__name__}")
 
-    def _open_job(self, path: str, prompt, ticket: Ticket, door: str, loop) -> Job:
-        s = self.settings
-        reader = open_video(path, VideoLimits(max_frames=s.max_frames, max_pixels=s.max_pixels))
-        try:
-            prompt.check_against(reader.info.width, reader.info.height)
-            feed = self._new_feed(reader.frames(), prompt.frame_idx, ticket.cancelled).start()
+    async def _open(self, request: TrackRequest) -> Job:
+        """Job.open in a thread; the request's upload and place in line go to the job."""
+        ticket = request.ticket
+        with request.upload, ticket:  # released on the way out unless the job took them
+            loop = asyncio.get_running_loop()
+            opening = loop.run_in_executor(None, Job.open, request, ticket, self.job_config(),
+                                           loop)
             try:
-                check_prompt_frame(feed, prompt)
-                if ticket.cancelled.is_set():
-                    raise ticket.error or Cancelled("cancelled")
-            except BaseException:
-                feed.close()
+                return await asyncio.shield(opening)
+            except asyncio.CancelledError:
+                # The caller went away (a gRPC cancel) while the video opened: stop that thread
+                # and close the job it may still hand back.
+                ticket.cancel(Cancelled("the client went away"))
+                opening.add_done_callback(_close_if_opened)
                 raise
-        except BaseException:
-            reader.close()
-            raise
-        return Job(door=door, prompt=prompt, reader=reader, feed=feed, stream=ChunkStream(loop),
-                   ticket=ticket, deadline=ticket.admitted_at + s.request_timeout,
-                   spool_path=path, admitted_at=ticket.admitted_at)
 
-    async def predict(self, job: Job, headers=None) -> Union[Job, V2Result]:
-        self.scheduler.run(job.ticket, partial(job.run, self._tracker, self.describe(),
-                                               self.settings.max_frames))
+    async def predict(self, job: Job, headers=None) -> Job:
+        s = self.settings
+        self.scheduler.run(job.ticket, partial(job.run, self.engine, self.describe(),
+                                               s.max_frames))
         try:
-            if job.door == "track":
-                # Until the first mask exists the answer can still be a proper 4xx/5xx; after it,
-                # the 200 and the ZIP stream go out.
+            if job.request.door == "track":
+                # Until the first chunk exists the answer can still be a proper 4xx/5xx; after it,
+                # the 200 and the stream go out.
                 await job.stream.wait_first()
                 return job
-            return V2Result(job.v2_request, b"".join([c async for c in job.stream.chunks()]))
+            job.answer = await job.body()
+            return job
         except asyncio.CancelledError:
-            job.cancel(Cancelled("the client went away"))
+            job.cancellation.cancel(Cancelled("the client went away"))
             raise
 
-    async def postprocess(self, result, headers=None, response_headers=None):
-        if isinstance(result, V2Result):
-            return v2.build_response(self.name, result.request, result.zip_bytes)
-        return result  # the Job: http.py streams its ZIP
+    async def postprocess(self, job: Job, headers=None, response_headers=None):
+        if job.request.door == "track":
+            return job  # the route streams its answer
+        return v2.build_response(self.name, job.request.reply, job.answer)
 
 
-def _close_opened_job(future) -> None:
+def _close_if_opened(future) -> None:
     if not future.cancelled() and future.exception() is None:
         future.result().close()
-
-
-def _spool_bytes(data: bytes, spool_dir: str) -> str:
-    fd, path = tempfile.mkstemp(prefix="sam2-upload-", suffix=".video", dir=spool_dir)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return path
-
-
-def _remove(path: Optional[str]) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass

@@ -4,12 +4,13 @@ Kept apart from running it (as `sam2/build_sam.py` is): nothing here touches a v
 """
 
 import logging
+import os
 import threading
 from typing import Optional
 
 from .checkpoints import MODEL_SIZES, CheckpointError
 
-logger = logging.getLogger("sam2_tracker")
+logger = logging.getLogger(__name__)
 
 _hydra_lock = threading.Lock()
 
@@ -86,3 +87,37 @@ def build_video_predictor(size: str, checkpoint: Optional[str], device: str = "c
     model = model.to(device)
     model.eval()
     return model
+
+
+def write_random_checkpoint(size: str, out: str, seed: int = 0) -> str:
+    """The real architecture with random weights, saved in the official format ({"model": sd}):
+    the mirror of `_load_state_dict`, for tests, benchmarks and air-gapped trials."""
+    import torch
+
+    torch.manual_seed(seed)
+    predictor = build_video_predictor(size, checkpoint=None, device="cpu")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    torch.save({"model": predictor.state_dict()}, out)
+    return out
+
+
+def log_extension_status(device) -> bool:
+    """Say once whether sam2's compiled extension (`sam2._C`, the hole-filling step of its mask
+    post-processing) runs here. Without it the library skips that step with a warning per job; an
+    image built for other GPU architectures fails the same way, silently. Returns True if it ran.
+    """
+    import torch
+
+    try:
+        from sam2 import _C  # noqa: F401
+
+        from sam2.utils.misc import get_connected_components
+
+        probe = torch.zeros(1, 1, 8, 8, dtype=torch.uint8, device=device)
+        get_connected_components(probe)
+    except Exception as exc:  # noqa: BLE001 - any failure means the step is skipped
+        logger.warning("sam2._C is not usable on %s (%s: %s): masks skip the library's "
+                       "hole-filling post-processing step", device, type(exc).__name__, exc)
+        return False
+    logger.info("sam2._C works on %s: the library's mask post-processing is on", device)
+    return True

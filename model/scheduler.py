@@ -6,7 +6,6 @@ thread, never on the event loop: health, readiness and metrics answer while a lo
 """
 
 import asyncio
-import logging
 import math
 import threading
 import time
@@ -14,34 +13,40 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Set
 
 from . import metrics
+from .cancellation import Cancellation
 from .errors import Cancelled, Unavailable
-
-logger = logging.getLogger("sam2_tracker")
 
 
 class Ticket:
-    """A place in the line (running or queued), released exactly once; and the request's
-    cancellation: a hang-up, the deadline or shutdown sets `cancelled` and records why."""
+    """A place in the line (running or queued), released exactly once. It holds the request's
+    Cancellation so that shutdown can stop every admitted job."""
 
-    def __init__(self, scheduler: "Scheduler", cancelled: Optional[threading.Event] = None):
+    def __init__(self, scheduler: "Scheduler", cancellation: Cancellation):
         self._scheduler = scheduler
         self._released = False
-        self.cancelled = cancelled or threading.Event()
-        self.error: Optional[Cancelled] = None
-        self.stream = None  # the job's ChunkStream once it has one
+        self._handed_over = False
+        self.cancellation = cancellation
         self.admitted_at = time.monotonic()
 
     def cancel(self, error: Cancelled) -> None:
-        if self.error is None:
-            self.error = error
-        self.cancelled.set()
-        if self.stream is not None:
-            self.stream.close()
+        self.cancellation.cancel(error)
 
     def release(self) -> None:
         if not self._released:
             self._released = True
             self._scheduler._release(self)
+
+    def hand_over(self) -> "Ticket":
+        """The job holds the place from now on (the scheduler releases it when the job ends)."""
+        self._handed_over = True
+        return self
+
+    def __enter__(self) -> "Ticket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._handed_over:
+            self.release()
 
 
 class Scheduler:
@@ -78,10 +83,10 @@ class Scheduler:
                 f"(--max_queue {self.capacity - 1}); retry in about {wait} s",
                 retry_after=max(1, min(wait, 300)))
 
-    def admit(self, cancelled: Optional[threading.Event] = None) -> Ticket:
+    def admit(self, cancellation: Cancellation) -> Ticket:
         with self._lock:
             self._check_locked()
-            ticket = Ticket(self, cancelled)
+            ticket = Ticket(self, cancellation)
             self._tickets.add(ticket)
             self._publish()
             return ticket

@@ -1,9 +1,10 @@
-"""Command-line flags -> Settings. The parser extends KServe's, so its flags work too."""
+"""Command-line flags -> Settings. Every default is written once, on `Settings`; the parser
+extends KServe's, so KServe's own flags (--http_port, --grpc_port, ...) work too."""
 
 import argparse
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 from .checkpoints import MODEL_SIZES
@@ -24,6 +25,7 @@ class Settings:
     max_frames: int = 20000
     max_pixels: int = 3840 * 2160
     max_points: int = 64
+    max_objects: int = 16
     request_timeout: float = 1800.0
     max_queue: int = 2
     grace_period: float = 30.0
@@ -34,6 +36,9 @@ class Settings:
         return self.max_upload_mb * 1024 * 1024
 
 
+_D = Settings()
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -42,9 +47,9 @@ def _positive_int(text: str) -> int:
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model_size", choices=sorted(MODEL_SIZES), default="tiny",
+    parser.add_argument("--model_size", choices=sorted(MODEL_SIZES), default=_D.model_size,
                         help="SAM2.1 size: picks the config and the checkpoint file name.")
-    parser.add_argument("--model_dir", default="/mnt/models",
+    parser.add_argument("--model_dir", default=_D.model_dir,
                         help="Folder holding sam2.1_hiera_<size>.pt (KServe's storage "
                              "initializer puts storageUri there).")
 
@@ -57,43 +62,39 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Serve SAM2 video tracking: POST /track, KServe v2 REST and gRPC, /health, "
                     "/metrics. `python -m model download --help` fetches checkpoints.")
-    parser.set_defaults(model_name=DEFAULT_MODEL_NAME)
+    parser.set_defaults(model_name=_D.model_name)
     add_model_flags(parser)
-    parser.add_argument("--checkpoint", default=None,
-                        help="Checkpoint file to load; overrides --model_dir.")
-    parser.add_argument("--image_size", type=_positive_int, default=None,
-                        help="Model input size (multiple of 32); default: the config's 1024. "
-                             "Smaller is faster and coarser.")
-    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
-                        help="auto = cuda when available.")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the model (SAM2's vos_optimized). Minutes of "
-                             "compiling at start-up, faster tracking on a GPU.")
-    parser.add_argument("--max_upload_mb", type=_positive_int, default=1024,
-                        help="Largest accepted upload in MiB; bigger ones get 413 at once.")
-    parser.add_argument("--max_frames", type=_positive_int, default=20000,
-                        help="Most frames per video.")
-    parser.add_argument("--max_pixels", type=_positive_int, default=3840 * 2160,
-                        help="Most pixels per frame (width x height).")
-    parser.add_argument("--max_points", type=_positive_int, default=64,
-                        help="Most clicks per request.")
-    parser.add_argument("--request_timeout", type=float, default=1800.0,
-                        help="Per-request deadline in seconds, from admission to the last mask.")
-    parser.add_argument("--max_queue", type=int, default=2,
-                        help="Requests that may wait behind the running one; beyond: 503.")
-    parser.add_argument("--grace_period", type=float, default=30.0,
-                        help="On SIGTERM, seconds a running job gets to finish before it is "
-                             "cancelled.")
-    parser.add_argument("--spool_dir", default=os.environ.get("SPOOL_DIR") or tempfile.gettempdir(),
-                        help="Where uploads and frame spill files go (removed after each job).")
+    add = parser.add_argument
+    add("--checkpoint", default=_D.checkpoint,
+        help="Checkpoint file to load; overrides --model_dir.")
+    add("--image_size", type=_positive_int, default=_D.image_size,
+        help="Model input size (multiple of 32); default: the config's 1024. Smaller is faster "
+             "and coarser.")
+    add("--device", choices=["auto", "cuda", "cpu"], default=_D.device,
+        help="auto = cuda when available.")
+    add("--compile", action="store_true", default=_D.compile,
+        help="torch.compile the model (SAM2's vos_optimized). Minutes of compiling at start-up, "
+             "faster tracking on a GPU.")
+    add("--max_upload_mb", type=_positive_int, default=_D.max_upload_mb,
+        help="Largest accepted upload in MiB; bigger ones get 413 at once.")
+    add("--max_frames", type=_positive_int, default=_D.max_frames,
+        help="Most frames per video.")
+    add("--max_pixels", type=_positive_int, default=_D.max_pixels,
+        help="Most pixels per frame (width x height).")
+    add("--max_points", type=_positive_int, default=_D.max_points,
+        help="Most clicks per request, all objects and frames together.")
+    add("--max_objects", type=_positive_int, default=_D.max_objects,
+        help="Most objects per request (obj_id values in the prompts).")
+    add("--request_timeout", type=float, default=_D.request_timeout,
+        help="Per-request deadline in seconds, from admission to the last mask.")
+    add("--max_queue", type=int, default=_D.max_queue,
+        help="Requests that may wait behind the running one; beyond: 503.")
+    add("--grace_period", type=float, default=_D.grace_period,
+        help="On SIGTERM, seconds a running job gets to finish before it is cancelled.")
+    add("--spool_dir", default=os.environ.get("SPOOL_DIR") or _D.spool_dir,
+        help="Where uploads are spooled (each removed when its job ends).")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return Settings(
-        model_name=args.model_name, model_size=args.model_size, model_dir=args.model_dir,
-        checkpoint=args.checkpoint, image_size=args.image_size, device=args.device,
-        compile=args.compile, max_upload_mb=args.max_upload_mb, max_frames=args.max_frames,
-        max_pixels=args.max_pixels, max_points=args.max_points,
-        request_timeout=args.request_timeout, max_queue=args.max_queue,
-        grace_period=args.grace_period, spool_dir=args.spool_dir)
+    return Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})

@@ -1,63 +1,33 @@
 """The propagation engine around SAM2VideoPredictor, in memory that does not grow with the video.
 
-It runs the library's own `add_new_points_or_box` and `propagate_in_video` (forward from the
-prompt frame, then reverse), so masks are the library's. Two things differ from `init_state`:
+It runs the library's own calls: `add_new_points_or_box` / `add_new_mask` for every prompt (each
+prompted frame a conditioning frame of its object), then `propagate_in_video` forward from the
+first prompted frame and in reverse, so masks are the library's. Two things differ from
+`init_state`:
 
-- frames come from a `FrameFeed` one at a time (see frames.py) instead of all up front;
+- frames come from a `FrameFeed` (feed.py) as the model asks for them, not all up front;
 - after each frame, outputs the memory attention can no longer read are dropped. The library keeps
-  every frame's outputs (~0.75 MiB per object per frame at 1024) but reads only: the conditioning
-  frame, the previous `num_maskmem - 1` frames' memories (every `memory_temporal_stride_for_eval`
-  frames), object pointers of the previous `max_obj_ptrs_in_encoder - 1` frames, and, in the
-  reverse pass, the forward-pass frames just after the prompt frame. Keeping exactly a window of
-  that reach (15 frames for every SAM2.1 config) leaves the masks identical.
+  every frame's outputs (~0.75 MiB per object per frame at 1024) but reads only: every
+  conditioning frame of the object, the `memory_window` frames before the current one (after it,
+  in reverse), and in the reverse pass the forward-pass frames just after the first prompted
+  frame. Keeping exactly those (15 frames each way for every SAM2.1 config, plus the prompted
+  frames) leaves the masks identical, whatever the number of objects and prompted frames.
 """
 
 import contextlib
-import logging
 from collections import OrderedDict
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 
-from .frames import EndOfVideo, FrameFeed, ModelImages
-from .prompts import Prompt
-
-logger = logging.getLogger("sam2_tracker")
-
-OBJ_ID = 1
-
-
-def memory_window(model) -> int:
-    """How many frames back (or ahead, in reverse) the memory attention reads, conservatively.
-
-    Mask memories: t_rel = 1 is the adjacent frame; t_rel >= 2 is at most
-    (num_maskmem - 2) * stride + 1 frames away (see SAM2Base._prepare_memory_conditioned_features).
-    Object pointers: up to max_obj_ptrs_in_encoder - 1 frames away.
-    """
-    stride = max(1, int(model.memory_temporal_stride_for_eval))
-    mask_reach = (model.num_maskmem - 1) * stride + 1
-    ptr_reach = model.max_obj_ptrs_in_encoder - 1 if model.use_obj_ptrs_in_encoder else 0
-    return max(mask_reach, ptr_reach)
-
-
-def padded_prompt(points: List[Tuple[float, float]], labels: List[int], has_box: bool
-                  ) -> Tuple[List[Tuple[float, float]], List[int]]:
-    """With torch.compile (`--compile`), pad the click count into buckets of 8, 16, 32, 64...
-
-    The compiled prompt encoder and mask decoder are specialised on the number of points
-    (`dynamic=False`: the library saw accuracy regressions with dynamic shapes), so each new count
-    recompiles (minutes). Padding uses label -1, the library's own "not a point" token. A single
-    click is never padded: one point selects SAM's multi-mask output (multimask_max_pt_num = 1),
-    and padding it would change which mask is chosen.
-    """
-    total = len(points) + (2 if has_box else 0)
-    if total < 2:
-        return points, labels
-    bucket = 8
-    while bucket < total:
-        bucket *= 2
-    extra = bucket - total
-    return points + [(0.0, 0.0)] * extra, labels + [-1] * extra
+from .feed import EndOfVideo, FrameFeed
+from .video import FrameList
+from .frames import ModelImages
+from .outputs.frame import TrackedFrame
+from .prompts import ObjectPrompt, Prompts
+from .request import Options, TrackRequest
+from .sam2_rules import (feed_plan, frame_plan, memory_window, padded_prompt,
+                         upcast_memories)
 
 
 class Tracker:
@@ -68,6 +38,8 @@ class Tracker:
         self.device = device
         self.pad_points = pad_points
         self.window = memory_window(predictor)
+        if device.type != "cuda" and not pad_points:
+            upcast_memories(predictor)
 
     @property
     def image_size(self) -> int:
@@ -87,6 +59,23 @@ class Tracker:
             stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
         return stack
 
+    # --- what a request will get -------------------------------------------------------------
+    @staticmethod
+    def _known_frames(feed: FrameFeed) -> int:
+        return feed.num_frames or feed.decoded
+
+    def expected_frames(self, feed: FrameFeed, request: TrackRequest) -> int:
+        forward, backward = frame_plan(self._known_frames(feed), request.prompts.frames[0],
+                                       request.options)
+        return len(forward) + len(backward)
+
+    def tracked_range(self, feed: FrameFeed, request: TrackRequest) -> Optional[list]:
+        forward, backward = frame_plan(self._known_frames(feed), request.prompts.frames[0],
+                                       request.options)
+        frames = [*forward, *backward]
+        return [min(frames), max(frames)] if frames else None
+
+    # --- one video ----------------------------------------------------------------------------
     def _new_state(self, images: ModelImages, width: int, height: int) -> dict:
         """The dict `init_state` builds, minus decoding every frame and the frame-0 warm-up."""
         return {
@@ -110,14 +99,18 @@ class Tracker:
             "frames_tracked_per_obj": {},
         }
 
-    def _add_prompt(self, state: dict, prompt: Prompt) -> None:
+    def _add_prompt(self, state: dict, prompt: ObjectPrompt, masks: Dict[str, np.ndarray]) -> None:
+        if prompt.mask is not None:
+            self.predictor.add_new_mask(state, frame_idx=prompt.frame_idx, obj_id=prompt.obj_id,
+                                        mask=masks[prompt.mask])
+            return
         points, labels = list(prompt.points), list(prompt.labels)
         if self.pad_points:
             points, labels = padded_prompt(points, labels, prompt.box is not None)
         self.predictor.add_new_points_or_box(
             state,
             frame_idx=prompt.frame_idx,
-            obj_id=OBJ_ID,
+            obj_id=prompt.obj_id,
             points=np.asarray(points, dtype=np.float32).reshape(-1, 2) if points else None,
             labels=np.asarray(labels, dtype=np.int32) if points else None,
             box=np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None,
@@ -128,52 +121,66 @@ class Tracker:
             out["non_cond_frame_outputs"].pop(frame_idx, None)
             state["frames_tracked_per_obj"][obj_idx].pop(frame_idx, None)
 
-    def _mask(self, video_res_masks) -> np.ndarray:
+    def _frame(self, state: dict, frame_idx: int, obj_ids, video_res_masks) -> TrackedFrame:
         # (objects, 1, H, W) logits at the video's size; the library's README binarises at 0.
-        return (video_res_masks[0, 0] > 0).to("cpu").numpy().astype(np.uint8) * np.uint8(255)
+        binary = (video_res_masks[:, 0] > 0).to("cpu").numpy().astype(np.uint8) * np.uint8(255)
+        masks = {int(o): binary[i] for i, o in enumerate(obj_ids)}
+        return TrackedFrame(frame_idx, masks, _scores(state, frame_idx, obj_ids))
 
-    def track(self, feed: FrameFeed, prompt: Prompt, width: int, height: int,
-              max_frames: int, observe: Optional[Callable[[dict], None]] = None
-              ) -> Iterator[Tuple[int, np.ndarray]]:
-        """Yield (frame index, uint8 0/255 HxW mask): prompt frame to the end, then back to 0.
+    def track(self, feed: FrameFeed, prompts: Prompts, masks: Dict[str, np.ndarray], width: int,
+              height: int, options: Options, max_frames: int,
+              observe: Optional[Callable[[dict], None]] = None) -> Iterator[TrackedFrame]:
+        """Yield a TrackedFrame per frame, in the library's order (sam2_rules.frame_plan).
 
         Call inside `device_context()`. Closing the generator stops the job after this frame.
         `observe(state)` is called after each frame's pruning (tests check what is kept).
         """
         observe = observe or (lambda state: None)
-        p = prompt.frame_idx
-        model = self.predictor
+        model, w = self.predictor, self.window
+        first = prompts.frames[0]
         # `num_frames` matters to the model only through min(num_frames, max_obj_ptrs_in_encoder)
         # (the scale of the object pointers' temporal encoding) and the loop's range. So once 16
         # frames are known to exist, a cap (the --max_frames limit) is as good as the true count,
         # and tracking starts while the rest of the video is still decoding; EndOfVideo ends it.
-        feed.wait_for_count(max(p + 1, model.max_obj_ptrs_in_encoder))
+        feed.wait_for_count(max(prompts.frames[-1] + 1, model.max_obj_ptrs_in_encoder))
         images = ModelImages(feed, self.device, length=feed.num_frames or max_frames)
         state = self._new_state(images, width, height)
-        self._add_prompt(state, prompt)
+        for prompt in prompts.entries:
+            self._add_prompt(state, prompt, masks)
+        n = options.max_frames_to_track
+        forward_first = options.direction != "backward" or first == 0
+        if options.direction == "backward" and first == 0:
+            n = 0  # the prompted frame's own mask (the library's reverse pass yields nothing)
 
-        w = self.window
-        last_forward = p
-        try:
-            for f, _, masks in model.propagate_in_video(state, start_frame_idx=p, reverse=False):
-                yield f, self._mask(masks)
-                last_forward = f
-                # The next frame reads back to f + 1 - w; the reverse pass reads p + 1 .. p + w.
-                if f - w > p + w:
-                    self._forget(state, f - w)
-                observe(state)
-        except EndOfVideo:
-            pass
-        for f in range(max(p + w + 1, last_forward - w), last_forward + 1):
-            self._forget(state, f)
+        if forward_first:
+            last = first
+            try:
+                for f, ids, logits in model.propagate_in_video(
+                        state, start_frame_idx=first, max_frame_num_to_track=n, reverse=False):
+                    feed.release_prompt_frames(keep=first)
+                    yield self._frame(state, f, ids, logits)
+                    last = f
+                    # The next frame reads back to f + 1 - w; the reverse pass p + 1 .. p + w.
+                    if f - w > first + w:
+                        self._forget(state, f - w)
+                    observe(state)
+            except EndOfVideo:
+                pass
+            for f in range(max(first + w + 1, last - w), last + 1):
+                self._forget(state, f)
+            if options.direction != "both" or first == 0:
+                return
 
-        if p == 0:
-            return
         state["num_frames"] = images.length = feed.wait_done()
-        for f, _, masks in model.propagate_in_video(state, start_frame_idx=p, reverse=True):
-            if f == p:
-                continue  # the prompt frame was yielded by the forward pass already
-            yield f, self._mask(masks)
+        for f, ids, logits in model.propagate_in_video(
+                state, start_frame_idx=first, max_frame_num_to_track=n, reverse=True):
+            if f == first and forward_first:
+                # The forward pass yielded this frame already. The library runs the model on it
+                # again here for objects not prompted on it (the reverse pass reads that), so it
+                # yields it twice; the answer keeps the first, as it streams in order.
+                continue
+            feed.release_prompt_frames()
+            yield self._frame(state, f, ids, logits)
             self._forget(state, f + w)
             observe(state)
 
@@ -185,19 +192,35 @@ class Tracker:
         """
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 255, size=(96, 128, 3), dtype=np.uint8) for _ in range(4)]
-        prompts = [Prompt(frame_idx=1, points=((64.0, 48.0),), labels=(1,))]
+        prompts = [ObjectPrompt(frame_idx=1, points=((64.0, 48.0),), labels=(1,))]
         if self.pad_points:
-            prompts.append(Prompt(frame_idx=1, points=((64.0, 48.0), (10.0, 10.0)), labels=(1, 0)))
+            prompts.append(ObjectPrompt(frame_idx=1, points=((64.0, 48.0), (10.0, 10.0)),
+                                        labels=(1, 0)))
         produced = 0
         with self.device_context():
             for prompt in prompts:
-                feed = make_feed(iter(frames), prompt.frame_idx).start()
+                request = Prompts((prompt,))
+                feed = make_feed(FrameList(frames), feed_plan(request, Options())).start()
                 try:
-                    for _ in self.track(feed, prompt, 128, 96, max_frames=len(frames)):
+                    for _ in self.track(feed, request, {}, 128, 96, Options(),
+                                        max_frames=len(frames)):
                         produced += 1
                 finally:
                     feed.close()
         return produced
+
+
+def _scores(state: dict, frame_idx: int, obj_ids) -> Dict[int, float]:
+    """The object-presence logit of each object on this frame, from the library's stored outputs
+    (cond outputs for prompted frames, non-cond otherwise); what the rle format reports."""
+    scores = {}
+    for obj_id in obj_ids:
+        out = state["output_dict_per_obj"][state["obj_id_to_idx"][obj_id]]
+        entry = out["cond_frame_outputs"].get(frame_idx) or \
+            out["non_cond_frame_outputs"].get(frame_idx)
+        logit = entry.get("object_score_logits") if entry else None
+        scores[int(obj_id)] = float(logit.reshape(-1)[0]) if logit is not None else 0.0
+    return scores
 
 
 def describe_memory(state: dict) -> dict:

@@ -1,4 +1,4 @@
-"""The KServe v2 door: inputs -> (prompt, video bytes), ZIP bytes -> the `masks` output.
+"""The KServe v2 doors: inputs -> the one TrackRequest; the answer's bytes -> the `masks` output.
 
 Also the one place we differ from KServe's data plane:
 - binary tensor data extension: KServe 0.21 turns every binary BYTES input into a UTF-8 `str`
@@ -8,21 +8,29 @@ Also the one place we differ from KServe's data plane:
   true only while every model is loaded and not draining, so it can back a readiness probe.
 """
 
+import asyncio
 import base64
 import binascii
 import struct
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 import orjson
 from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, \
-    RequestedOutput
+from kserve.protocol.infer_type import (InferInput, InferOutput, InferRequest, InferResponse,
+                                        RequestedOutput)
 
-from .errors import BadInput
-from .prompts import Prompt, from_arrays
+from .accounting import REQUEST_ID_HEADER, new_request_id
+from .cancellation import Cancellation
+from .errors import BadInput, TooLarge
+from .prompts import Prompts, check_counts
+from .prompts_json import long_form
+from .request import OPTION_PARAMS, Options, TrackRequest, check_mask_parts, parse_options
+from .uploads import spool_bytes
+from .v2_arrays import from_arrays
 
-INPUTS = ("video", "frame_idx", "points", "labels", "box")
+SHORT_INPUTS = ("frame_idx", "points", "labels", "box")
+INPUTS = ("video",) + SHORT_INPUTS + ("prompts",)
 OUTPUT = "masks"
 _HEADER = "inference-header-content-length"
 
@@ -34,6 +42,7 @@ def input_metadata() -> list:
         {"name": "points", "datatype": "FP32", "shape": [-1, 2]},
         {"name": "labels", "datatype": "INT32", "shape": [-1]},
         {"name": "box", "datatype": "FP32", "shape": [4]},
+        {"name": "prompts", "datatype": "BYTES", "shape": [1]},
     ]
 
 
@@ -49,40 +58,100 @@ def _as_numpy(inp) -> np.ndarray:
                        f"{exc}") from None
 
 
-def _video_bytes(inp) -> bytes:
+def _bytes_input(inp, what: str) -> bytes:
+    """One BYTES element: raw (binary extension, gRPC) or base64 text (JSON)."""
     if inp.datatype != "BYTES":
-        raise BadInput(f"input 'video' must be BYTES (the file's bytes), got {inp.datatype}")
+        raise BadInput(f"input {inp.name!r} must be BYTES ({what}), got {inp.datatype}")
     values = _as_numpy(inp).reshape(-1)
     if values.size != 1:
-        raise BadInput(f"input 'video' must hold exactly one element (shape [1]), got "
+        raise BadInput(f"input {inp.name!r} must hold exactly one element (shape [1]), got "
                        f"{values.size}")
     value = values[0]
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)  # binary extension or gRPC: the raw file
-    if isinstance(value, str):  # JSON: the file as base64 text
+        return bytes(value)
+    if isinstance(value, str):  # JSON: base64 text
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise BadInput("input 'video' in JSON must be the file's bytes in base64") from None
-    raise BadInput(f"input 'video' has an unsupported element type {type(value).__name__}")
+            raise BadInput(f"input {inp.name!r} in JSON must be {what} in base64") from None
+    raise BadInput(f"input {inp.name!r} has an unsupported element type {type(value).__name__}")
 
 
-def parse_request(request: InferRequest, max_points: int) -> Tuple[Prompt, bytes]:
-    by_name: Dict[str, object] = {}
-    for inp in request.inputs:
-        if inp.name not in INPUTS:
-            raise BadInput(f"unknown input {inp.name!r}; inputs are: {', '.join(INPUTS)}")
-        by_name[inp.name] = inp
-    if "video" not in by_name:
-        raise BadInput("input 'video' (BYTES [1], the video file) is missing")
+def _prompts_text(inp) -> str:
+    """The `prompts` JSON: plain text in JSON requests, bytes in binary and gRPC ones."""
+    values = _as_numpy(inp).reshape(-1)
+    if inp.datatype != "BYTES" or values.size != 1:
+        raise BadInput("input 'prompts' must be BYTES [1] holding the prompts JSON")
+    value = values[0]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
+
+def _short_form(by_name: Dict[str, object], max_points: int) -> Prompts:
     def array(name: str) -> Optional[np.ndarray]:
         inp = by_name.get(name)
         return None if inp is None else _as_numpy(inp)
 
-    prompt = from_arrays(array("frame_idx"), array("points"), array("labels"), array("box"),
-                         max_points)
-    return prompt, _video_bytes(by_name["video"])
+    return from_arrays(array("frame_idx"), array("points"), array("labels"), array("box"),
+                       max_points)
+
+
+def _options(request: InferRequest) -> Options:
+    params = {}
+    for key, value in (request.parameters or {}).items():
+        if key in OPTION_PARAMS:
+            params[key] = [str(getattr(value, "string_param", value)) if value is not None
+                           else ""]
+    return parse_options(params)
+
+
+def door_of(request: InferRequest) -> str:
+    return "v2_grpc" if getattr(request, "from_grpc", False) else "v2_rest"
+
+
+async def to_track_request(request: InferRequest, settings, headers: dict, ticket=None,
+                           cancellation=None) -> TrackRequest:
+    """The v2 inputs -> the one request shape; the video spooled to a file like /track's."""
+    by_name: Dict[str, object] = {}
+    for inp in request.inputs:
+        if inp.name in by_name:
+            raise BadInput(f"input {inp.name!r} is given twice")
+        by_name[inp.name] = inp
+    if "video" not in by_name:
+        raise BadInput("input 'video' (BYTES [1], the video file) is missing")
+    options = _options(request)
+    if "prompts" in by_name:
+        short = [n for n in SHORT_INPUTS if n in by_name]
+        if short:
+            raise BadInput(f"give either the input 'prompts' (the long form) or "
+                           f"{', '.join(short)} (the short form for one object), not both")
+        prompts = long_form(_prompts_text(by_name["prompts"]))
+        named = set(prompts.mask_names)
+        masks = {n: _bytes_input(inp, "a mask PNG") for n, inp in by_name.items()
+                 if n not in ("video", "prompts") and n in named}
+        unknown = sorted(set(by_name) - set(INPUTS) - named)
+        if unknown:
+            raise BadInput(f"unknown input {unknown[0]!r}; inputs are: {', '.join(INPUTS)}, "
+                           f"and the mask inputs the prompts name")
+        check_mask_parts(prompts, masks, kind="input")
+    else:
+        unknown = sorted(set(by_name) - set(INPUTS))
+        if unknown:
+            raise BadInput(f"unknown input {unknown[0]!r}; inputs are: {', '.join(INPUTS)}")
+        prompts, masks = _short_form(by_name, settings.max_points), {}
+    prompts = check_counts(prompts, settings.max_points, settings.max_objects)
+    data = _bytes_input(by_name["video"], "the video file's bytes")
+    if len(data) > settings.max_upload_bytes:
+        raise TooLarge(f"the video is {len(data)} bytes; this server accepts at most "
+                       f"{settings.max_upload_mb} MiB (--max_upload_mb)")
+    if not data:
+        raise BadInput("input 'video' is empty")
+    upload = await asyncio.to_thread(spool_bytes, data, settings.spool_dir)
+    return TrackRequest(door=door_of(request), request_id=new_request_id(
+        headers.get(REQUEST_ID_HEADER)), upload=upload, prompts=prompts, options=options,
+        mask_images=masks, reply=request, ticket=ticket,
+        cancellation=cancellation or Cancellation())
 
 
 def wants_binary(request: InferRequest) -> bool:
@@ -95,9 +164,10 @@ def wants_binary(request: InferRequest) -> bool:
     return bool(request.use_binary_outputs)
 
 
-def build_response(model_name: str, request: InferRequest, zip_bytes: bytes) -> InferResponse:
+def build_response(model_name: str, request: InferRequest, answer: bytes) -> InferResponse:
+    """The `masks` output: the same bytes /track would stream (a ZIP, or NDJSON for rle)."""
     binary = wants_binary(request)
-    value = zip_bytes if binary else base64.b64encode(zip_bytes).decode("ascii")
+    value = answer if binary else base64.b64encode(answer).decode("ascii")
     output = InferOutput(name=OUTPUT, shape=[1], datatype="BYTES",
                          data=np.array([value], dtype=np.object_))
     return InferResponse(

@@ -23,6 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # the real helm and kubectl binaries, every chart variant
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHART = os.path.join(ROOT, "charts", "sam2-tracker")
 HELM = os.path.join(ROOT, ".tools", "bin", "helm")

@@ -11,7 +11,9 @@ import threading
 import pytest
 import torch
 
-from conftest import REPO
+from support import REPO
+
+pytestmark = pytest.mark.slow  # `python -m model` processes and real SAM2 checkpoints
 
 
 def run(*args, timeout=120):

@@ -5,14 +5,15 @@ init_state + propagate_in_video on the same frame tensors and the same checkpoin
 """
 
 import os
-from functools import partial
 
 import numpy as np
 import pytest
 
-from conftest import IMAGE_SIZE
-from reference import build_library_predictor, iou, track_with_library
-from videos import decode_rgb, write_video
+from support import IMAGE_SIZE
+from support.reference import build_library_predictor, iou, track_with_library
+from support.videos import decode_rgb, write_video
+
+pytestmark = pytest.mark.slow  # real SAM2 (random weights) against the plain library
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +32,15 @@ def tracker(checkpoint):
 
 
 def run_engine(tracker, frames, prompt, tmp_path):
-    from model.frames import FrameFeed
+    from model.feed import FrameFeed
+    from model.prompts import Prompts
+    from model.request import Options
+    from model.sam2_rules import feed_plan
     from model.tracking import describe_memory
-    from model.video import to_model_frame
+    from model.video import FrameList
 
-    feed = FrameFeed(iter(frames), partial(to_model_frame, image_size=IMAGE_SIZE), IMAGE_SIZE,
-                     prompt.frame_idx, spool_dir=str(tmp_path)).start()
+    feed = FrameFeed(FrameList(frames), IMAGE_SIZE, feed_plan(Prompts((prompt,)), Options()),
+                     spool_dir=str(tmp_path)).start()
     kept = []
 
     def observe(state):
@@ -46,10 +50,11 @@ def run_engine(tracker, frames, prompt, tmp_path):
     masks, order = {}, []
     try:
         with tracker.device_context():
-            for f, mask in tracker.track(feed, prompt, frames[0].shape[1], frames[0].shape[0],
-                                         max_frames=10_000, observe=observe):
-                masks[f] = mask
-                order.append(f)
+            for frame in tracker.track(feed, Prompts((prompt,)), {}, frames[0].shape[1],
+                                       frames[0].shape[0], Options(), max_frames=10_000,
+                                       observe=observe):
+                masks[frame.frame_idx] = frame.masks[1]
+                order.append(frame.frame_idx)
     finally:
         feed.close()
     return masks, order, kept
@@ -57,9 +62,9 @@ def run_engine(tracker, frames, prompt, tmp_path):
 
 @pytest.mark.parametrize("frame_idx", [32, 5])
 def test_identical_to_library_on_64_frames(tracker, checkpoint, frames64, frame_idx, tmp_path):
-    from model.prompts import Prompt
+    from model.prompts import ObjectPrompt
 
-    prompt = Prompt(frame_idx=frame_idx, points=((160.0, 96.0),), labels=(1,))
+    prompt = ObjectPrompt(frame_idx=frame_idx, points=((160.0, 96.0),), labels=(1,))
     masks, order, kept = run_engine(tracker, frames64, prompt, tmp_path)
     library = build_library_predictor(checkpoint, IMAGE_SIZE)
     ref = track_with_library(library, frames64, frame_idx, points=[(160, 96)])
@@ -77,13 +82,13 @@ def test_identical_to_library_on_64_frames(tracker, checkpoint, frames64, frame_
 
 def test_outputs_do_not_grow_with_video_length(tracker, video_dir, tmp_path):
     """80 frames keep no more outputs than 40 do (both past the 2 x 15-frame window)."""
-    from model.prompts import Prompt
+    from model.prompts import ObjectPrompt
 
     peaks = []
     for n in (40, 80):
         frames = decode_rgb(write_video(os.path.join(video_dir, f"len{n}.mp4"), n, 96, 64))
-        _, order, kept = run_engine(tracker, frames, Prompt(frame_idx=2, points=((40.0, 32.0),),
-                                                            labels=(1,)), tmp_path)
+        prompt = ObjectPrompt(frame_idx=2, points=((40.0, 32.0),), labels=(1,))
+        _, order, kept = run_engine(tracker, frames, prompt, tmp_path)
         assert len(order) == n
         peaks.append(max(kept))
     assert peaks[1] == peaks[0], peaks

@@ -12,7 +12,9 @@ import pytest
 import requests
 from PIL import Image
 
-from videos import write_video
+from support.videos import write_video
+
+pytestmark = pytest.mark.slow  # the real server process with real SAM2
 
 H, W = 192, 320  # the test video's size
 

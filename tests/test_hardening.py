@@ -13,8 +13,11 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from videos import write_video
-from zipcheck import read_masks
+from support.videos import write_video
+from support.metrics import status_kib
+from support.zipcheck import read_masks
+
+pytestmark = pytest.mark.slow  # the real server process with real SAM2
 
 
 def post_video(srv, path, params, timeout=600, **kw):
@@ -171,12 +174,14 @@ _query = st.lists(st.one_of(
 
 # Mostly valid prompts for the 64x48, 2-frame video, at the edges of what is allowed.
 _valid_query = st.builds(
-    lambda idx, pts, labels, box: ([("frame_idx", str(idx))] + [("points", f"{x},{y}") for x, y in pts]
-                                   + [("labels", l) for l in labels[:len(pts)]] + box),
+    lambda idx, pts, labels, box: ([("frame_idx", str(idx))]
+                                   + [("points", f"{x},{y}") for x, y in pts]
+                                   + [("labels", v) for v in labels[:len(pts)]] + box),
     st.integers(0, 2), st.lists(st.tuples(st.integers(0, 64), st.floats(0, 48)), max_size=4),
     st.lists(st.sampled_from(["0", "1"]), max_size=4),
     st.one_of(st.just([]), st.tuples(st.integers(0, 30), st.integers(0, 20), st.integers(31, 64),
-                                     st.integers(21, 48)).map(lambda b: [("box", "%d,%d,%d,%d" % b)])))
+                                     st.integers(21, 48))
+              .map(lambda b: [("box", "%d,%d,%d,%d" % b)])))
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +190,7 @@ def tiny_video(video_dir):
 
 
 def _rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+    return status_kib(pid, "VmRSS") / 1024
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +216,8 @@ _shapes = st.sampled_from(["raw", "multipart", "multipart-wrong-field", "multipa
 
 @settings(max_examples=320, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(query=st.one_of(_query, _valid_query), body=_bodies, shape=_shapes, garbage=st.binary(max_size=512))
+@given(query=st.one_of(_query, _valid_query), body=_bodies, shape=_shapes,
+       garbage=st.binary(max_size=512))
 def test_fuzz_track_never_5xx(server, tiny_video, fuzz_log, query, body, shape, garbage):
     data = {"video": tiny_video, "empty": b"", "garbage": garbage, "text": b"points=1,2",
             "truncated": tiny_video[: len(tiny_video) // 2]}[body]

@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import IMAGE_SIZE, REPO
-from reference import build_library_predictor, iou, track_with_library
-from videos import decode_rgb, write_video
-from zipcheck import read_masks
+from support import IMAGE_SIZE, REPO
+from support.reference import build_library_predictor, iou, track_with_library
+from support.videos import decode_rgb, write_video
+from support.zipcheck import read_masks
+
+pytestmark = pytest.mark.slow  # the real server process with real SAM2
 
 POINT = (120, 96)  # on the red disc around frame 8 of the 24-frame test video
 

@@ -11,8 +11,10 @@ import pytest
 import requests
 from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
-from videos import write_video
-from zipcheck import read_masks
+from support.videos import write_video
+from support.zipcheck import read_masks
+
+pytestmark = pytest.mark.slow  # the real server process with real SAM2
 
 PROMPT = {"frame_idx": 5, "points": [[120.0, 96.0], [250.0, 60.0]], "labels": [1, 0]}
 
@@ -87,7 +89,8 @@ def test_rest_binary_extension(server, video, track_masks):
         ],
         "outputs": [{"name": "masks", "parameters": {"binary_data": True}}],
     }).encode()
-    r = requests.post(server.url + "/v2/models/sam2/infer", data=header + video_raw + frame + points,
+    body = header + video_raw + frame + points
+    r = requests.post(server.url + "/v2/models/sam2/infer", data=body,
                       headers={"Content-Type": "application/octet-stream",
                                "Inference-Header-Content-Length": str(len(header))}, timeout=600)
     assert r.status_code == 200, r.text[:500]
@@ -170,5 +173,6 @@ def test_v2_metadata_and_readiness(server):
     assert requests.get(server.url + "/v2/health/live", timeout=5).status_code == 200
     assert requests.get(server.url + "/v2/models/sam2/ready", timeout=5).status_code == 200
     meta = requests.get(server.url + "/v2/models/sam2", timeout=5).json()
-    assert {i["name"] for i in meta["inputs"]} == {"video", "frame_idx", "points", "labels", "box"}
+    assert {i["name"] for i in meta["inputs"]} == {"video", "frame_idx", "points", "labels", "box",
+                                                  "prompts"}
     assert meta["outputs"] == [{"name": "masks", "datatype": "BYTES", "shape": [1]}]

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 
 def main(argv=None) -> int:
-    from model.checkpoints import MODEL_SIZES, write_random_checkpoint
+    from model.checkpoints import MODEL_SIZES
+    from model.sam2_build import write_random_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_size", choices=sorted(MODEL_SIZES), default="tiny",

@@ -1,23 +1,29 @@
-"""Masks -> PNG -> a ZIP written front to back, entry by entry, never seeking.
+"""The ZIP answer: masks as PNGs, written front to back, entry by entry, never seeking.
 
 The standard library's zipfile writes to a non-seekable stream by putting each entry's CRC and
 sizes in a data descriptor after its data; every unzip tool reads that. Entries appear in the
-order masks are made (prompt frame to the end, then back to frame 0); names carry the frame index.
+order masks are made (the first prompted frame to the end, then back to frame 0); names carry
+the frame index (and, in the long form, the object id).
 """
 
 import io
 import json
 import time
 import zipfile
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
+
+from .frame import TrackedFrame
 
 MANIFEST_NAME = "manifest.json"
 
 
-def mask_name(frame_idx: int) -> str:
-    return f"masks/{frame_idx:05d}.png"
+def mask_name(frame_idx: int, obj_id: Optional[int] = None) -> str:
+    """masks/00012.png (one object, the short form) or masks/<obj_id>/00012.png."""
+    if obj_id is None:
+        return f"masks/{frame_idx:05d}.png"
+    return f"masks/{obj_id}/{frame_idx:05d}.png"
 
 
 def encode_png(mask: np.ndarray) -> bytes:
@@ -65,11 +71,40 @@ class ZipStream:
         self.entries += 1
         self._emit(self._sink.take())
 
-    def add_mask(self, frame_idx: int, mask: np.ndarray) -> None:
-        self.add(mask_name(frame_idx), encode_png(mask))
-
     def close(self, manifest: dict) -> None:
         """The manifest last (it holds the timings), then the central directory."""
         self.add(MANIFEST_NAME, json.dumps(manifest, indent=2).encode(), compress=True)
         self._zip.close()
         self._emit(self._sink.take())
+
+    def abort(self) -> None:
+        """A job that stopped early: no central directory is ever written (zipfile would write
+        one when the object is collected), so the cut answer can never read as a whole ZIP."""
+        self._zip.fp = None
+
+
+class PngZip:
+    """format=png: one 0/255 grayscale PNG per frame (and object, in the long form)."""
+
+    media_type = "application/zip"
+    filename = "masks.zip"
+    description = "8-bit grayscale PNG, 0 = background, 255 = object"
+
+    def __init__(self, emit: Callable[[bytes], None], long_form: bool):
+        self._zip = ZipStream(emit)
+        self._long_form = long_form
+
+    def names(self) -> str:
+        return "masks/<obj_id>/{frame_idx:05d}.png" if self._long_form else \
+            "masks/{frame_idx:05d}.png"
+
+    def add(self, frame: TrackedFrame) -> None:
+        for obj_id, mask in frame.masks.items():
+            self._zip.add(mask_name(frame.frame_idx, obj_id if self._long_form else None),
+                          encode_png(mask))
+
+    def close(self, manifest: dict) -> None:
+        self._zip.close(manifest)
+
+    def abort(self) -> None:
+        self._zip.abort()
