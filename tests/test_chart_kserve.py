@@ -300,6 +300,18 @@ def test_knative_progress_deadline_covers_the_startup_probe(variant):
     assert "serving.knative.dev/progress-deadline" not in json.dumps(isvc_of(render()))
 
 
+def test_helm_test_waits_for_a_knative_cold_start():
+    """With replicas.min 0 the first request starts a pod: the test waits the startup budget, not 120 s."""
+    def wait_of(docs):
+        return int(by_kind(docs, "Pod")[0]["spec"]["containers"][0]["command"][-1])
+
+    docs = render("knative")
+    startup = isvc_container(docs)["startupProbe"]
+    assert wait_of(docs) >= startup["periodSeconds"] * startup["failureThreshold"]
+    assert wait_of(render()) == 120
+    assert wait_of(render("knative", "--set", "test.timeoutSeconds=30")) == 30
+
+
 # ----------------------------------------------------------------------------------------------- gRPC
 def kserve_predictor_service_ports(container):
     """The ports of the Service KServe creates in Standard mode (service_reconciler.go createDefaultSvc,
