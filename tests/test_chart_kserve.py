@@ -180,6 +180,11 @@ def test_validate_values_refuses_limits_below_requests(values, message):
     assert message in fails(*values)
 
 
+def test_keda_needs_its_metrics():
+    """KServe's KEDA path builds the ScaledObject from spec.predictor.autoScaling (keda_reconciler.go)."""
+    assert "autoscaling.class=keda needs autoscaling.autoScalingSpec" in fails("--set", "autoscaling.class=keda")
+
+
 def test_limits_compare_as_quantities():
     # 2500m < 3, 8192Mi == 8Gi: compared as numbers, not strings
     docs = render("default", "--set", "resources.requests.cpu=2500m", "--set", "resources.limits.cpu=3",
