@@ -1,19 +1,15 @@
 # Deployment targets. The test suite runs from .ci/run (pytest); these build images and chart outputs.
 #
-#   make image         build the GPU image with docker, podman or buildah
-#   make image-test    build the CPU variant here (buildah, no registry) and check that it serves
+#   make image         build the image that ships (scripts/build-image.sh: buildah where it exists, else docker
+#                      or podman with BASE_IMAGE=docker.io/library/debian:bookworm-slim)
+#   make image-test    build that same image and run it as the chart does (scripts/image-test.sh; ~16 min cold
+#                      here, ~6 min warm; not part of CI)
 #   make manifests     re-render manifests/ from the chart (tests fail when it drifts)
 #   make helm          install helm/kubectl into .tools/bin, lint every chart variant, refresh the chart README
 
-IMAGE ?= sam2-tracker
+IMAGE ?= localhost/sam2-tracker
 TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/sam2-tracker/Chart.yaml)
-# The first container builder that works (a docker CLI without a daemon does not); buildah needs chroot
-# isolation and host networking where it runs inside a container or VM without a network bridge.
-CONTAINER_TOOL ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
-  elif command -v podman >/dev/null; then echo podman; elif command -v buildah >/dev/null; then echo buildah; \
-  else echo docker; fi)
-BUILD_FLAGS ?= $(if $(findstring buildah,$(CONTAINER_TOOL)),--isolation=chroot --network=host --layers,)
-# Extra --build-arg flags, e.g. BUILD_ARGS="--build-arg TORCH_CUDA_ARCH_LIST=9.0".
+# Extra flags for the builder, e.g. BUILD_ARGS="--build-arg TORCH_CUDA_ARCH_LIST=9.0".
 BUILD_ARGS ?=
 HELM ?= .tools/bin/helm
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
@@ -21,10 +17,10 @@ PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 .PHONY: image image-test manifests helm
 
 image:
-	$(CONTAINER_TOOL) build $(BUILD_FLAGS) $(BUILD_ARGS) -t $(IMAGE):$(TAG) -f Dockerfile .
+	IMAGE=$(IMAGE):$(TAG) BUILD_ARGS="$(BUILD_ARGS)" bash scripts/build-image.sh
 
 image-test:
-	bash scripts/image-test.sh
+	IMAGE=$(IMAGE):$(TAG) BUILD_ARGS="$(BUILD_ARGS)" bash scripts/image-test.sh
 
 $(HELM):
 	bash scripts/install-k8s-tools.sh

@@ -30,6 +30,16 @@ app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | qu
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+Labels of the InferenceService: only what stays the same from one chart version to the next. KServe copies
+them into the predictor's pod template (components/predictor.go buildObjectMeta, kserve v0.20.0), so a
+changing label (helm.sh/chart, app.kubernetes.io/version) would restart the GPU pods on every chart bump.
+*/}}
+{{- define "sam2-tracker.stableLabels" -}}
+{{ include "sam2-tracker.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
 {{/* Selector labels: the release's identity; with app.kubernetes.io/component they select the predictor pods. */}}
 {{- define "sam2-tracker.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "sam2-tracker.name" . }}
@@ -60,9 +70,172 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s.%s.svc.cluster.local" (include "sam2-tracker.predictorService" .) .Release.Namespace }}
 {{- end }}
 
-{{/* "true" when KServe runs the predictor as a Knative Service. */}}
+{{/* "true" when KServe runs the predictor as a Knative Service (`Knative`, or its old name `Serverless`). */}}
 {{- define "sam2-tracker.serverless" -}}
-{{- if eq .Values.deploymentMode "Serverless" }}true{{ end }}
+{{- if has .Values.deploymentMode (list "Knative" "Serverless") }}true{{ end }}
+{{- end }}
+
+{{/*
+The serving.kserve.io/deploymentMode annotation for kserve.version (kserve/kserve pkg/constants/constants.go):
+v0.15.x knows only `RawDeployment`/`Serverless`; v0.16.0 renamed them `Standard`/`Knative` and refuses every
+update of an InferenceService still annotated with an old name (validateDeploymentMode; kserve#4798, fixed
+in v0.17.0 by #5025, which rewrites old names); from v0.17 either works, the new names are canonical.
+*/}}
+{{- define "sam2-tracker.deploymentModeAnnotation" -}}
+{{- $knative := eq (include "sam2-tracker.serverless" .) "true" }}
+{{- if semverCompare "<0.16.0-0" (include "sam2-tracker.kserveVersion" .) }}
+{{- ternary "Serverless" "RawDeployment" $knative }}
+{{- else }}
+{{- ternary "Knative" "Standard" $knative }}
+{{- end }}
+{{- end }}
+
+{{/* kserve.version as a full semantic version (0.20 -> 0.20.0). */}}
+{{- define "sam2-tracker.kserveVersion" -}}
+{{- $v := toString .Values.kserve.version | trimPrefix "v" }}
+{{- if regexMatch "^[0-9]+\\.[0-9]+$" $v }}{{ printf "%s.0" $v }}{{ else }}{{ $v }}{{ end }}
+{{- end }}
+
+{{/*
+The InferenceService's visibility label when the chart's route is the way in: KServe then creates no public
+route of its own (Standard: networking.kserve.io/visibility, httproute_reconciler.go and
+kube_ingress_reconciler.go; Knative: networking.knative.dev/visibility, ingress_reconciler.go; v0.15.2 to
+v0.20.0), so nothing but the chart's route exposes the pod, and nothing of KServe's can take the chart's
+route over.
+*/}}
+{{- define "sam2-tracker.visibilityLabel" -}}
+{{- if not .Values.kserve.publicRoute }}
+{{- if eq (include "sam2-tracker.serverless" .) "true" }}
+networking.knative.dev/visibility: cluster-local
+{{- else }}
+networking.kserve.io/visibility: cluster-local
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The chart's route: never `<fullname>`, the name of the top-level route KServe creates and owns. */}}
+{{- define "sam2-tracker.routeName" -}}
+{{- printf "%s-public" (include "sam2-tracker.fullname" .) }}
+{{- end }}
+
+{{/*
+The path prefixes the route carries (one per line): the tracking door, the model's own v2 endpoints, health.
+Not `/v2` as a whole: kserve's POST /v2/repository/models/<name>/unload empties the model registry.
+*/}}
+{{- define "sam2-tracker.routePaths" -}}
+/track
+/v2/models/{{ .Values.model.name }}
+/v2/health
+{{- end }}
+
+{{/* A Kubernetes quantity as a plain number (bytes or cores), for comparisons: "16Gi" -> 17179869184. */}}
+{{- define "sam2-tracker.quantity" -}}
+{{- $q := toString . | trim }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $scale := dict "" 1.0 "m" 0.001 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 }}
+{{- $suffix := trimPrefix $number $q }}
+{{- if or (not $number) (not (hasKey $scale $suffix)) }}
+{{- fail (printf "sam2-tracker: %q is not a quantity this chart understands (e.g. 500m, 2, 512Mi, 16Gi)" $q) }}
+{{- end }}
+{{- mulf (float64 $number) (get $scale $suffix) }}
+{{- end }}
+
+{{/* MiB the server may write under /tmp: the spooled uploads of the running and the queued jobs, and caches. */}}
+{{- define "sam2-tracker.scratchMi" -}}
+{{- add (mul (add 1 .Values.server.maxQueue) .Values.server.maxUploadMb) .Values.tmp.cacheMb }}
+{{- end }}
+
+{{/* The /tmp emptyDir's sizeLimit: tmp.sizeLimit, or the scratch space plus 25 %. */}}
+{{- define "sam2-tracker.tmpSizeLimit" -}}
+{{- if .Values.tmp.sizeLimit }}
+{{- .Values.tmp.sizeLimit }}
+{{- else }}
+{{- printf "%dMi" (div (mul (int (include "sam2-tracker.scratchMi" .)) 5) 4) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container's ephemeral-storage (request = limit): everything the kubelet counts against the pod on the node
+disk. The /tmp emptyDir (unless in memory), the checkpoint KServe's storage initializer downloads into its own
+emptyDir (weights.source=storageUri; 1 GiB covers sam2.1_hiera_large.pt, 898 MB), and 512 MiB for container
+logs. The kubelet evicts a pod past its limit; the scheduler places it where the request fits.
+*/}}
+{{- define "sam2-tracker.ephemeralStorage" -}}
+{{- $mi := 512 }}
+{{- if ne .Values.tmp.medium "Memory" }}
+{{- $mi = add $mi (int (divf (include "sam2-tracker.quantity" (include "sam2-tracker.tmpSizeLimit" .)) 1048576.0 | ceil)) }}
+{{- end }}
+{{- if eq .Values.weights.source "storageUri" }}
+{{- $mi = add $mi 1024 }}
+{{- end }}
+{{- printf "%dMi" (int $mi) }}
+{{- end }}
+
+{{/* The container's resources: resources, the GPU limit, and the derived ephemeral-storage (a YAML map). */}}
+{{- define "sam2-tracker.resources" -}}
+{{- $resources := deepCopy .Values.resources }}
+{{- $requests := default dict $resources.requests }}
+{{- $limits := default dict $resources.limits }}
+{{- $storage := include "sam2-tracker.ephemeralStorage" . }}
+{{- if not (hasKey $requests "ephemeral-storage") }}{{ $_ := set $requests "ephemeral-storage" $storage }}{{ end }}
+{{- if not (hasKey $limits "ephemeral-storage") }}{{ $_ := set $limits "ephemeral-storage" $storage }}{{ end }}
+{{- if gt (int .Values.gpu.count) 0 }}
+{{- $_ := set $limits .Values.gpu.resourceName (int .Values.gpu.count) }}
+{{- end }}
+{{- toYaml (dict "requests" $requests "limits" $limits) }}
+{{- end }}
+
+{{/*
+The Deployment strategy in Standard mode: predictor.deploymentStrategy, or for GPU pods one replaced at a
+time with no surge. KServe's default is RollingUpdate 25 %/25 % (deployment_reconciler.go
+setDefaultDeploymentSpec, v0.20.0): with one replica that is a surge of 1 and 0 unavailable, a second GPU
+the cluster rarely has; the surge pod stays Pending and the rollout never finishes.
+*/}}
+{{- define "sam2-tracker.deploymentStrategy" -}}
+{{- if .Values.predictor.deploymentStrategy }}
+{{- toYaml .Values.predictor.deploymentStrategy }}
+{{- else if gt (int .Values.gpu.count) 0 }}
+type: RollingUpdate
+rollingUpdate:
+  maxSurge: 0
+  maxUnavailable: 1
+{{- end }}
+{{- end }}
+
+{{/* Seconds the startup probe allows before the container is restarted. */}}
+{{- define "sam2-tracker.startupBudgetSeconds" -}}
+{{- mul .Values.probes.startup.periodSeconds .Values.probes.startup.failureThreshold }}
+{{- end }}
+
+{{/* Seconds the helm test waits: test.timeoutSeconds, or 120, or a Knative cold start's budget. */}}
+{{- define "sam2-tracker.testTimeoutSeconds" -}}
+{{- if not (kindIs "invalid" .Values.test.timeoutSeconds) }}
+{{- .Values.test.timeoutSeconds }}
+{{- else if and (eq (include "sam2-tracker.serverless" .) "true") (eq (int .Values.replicas.min) 0) }}
+{{- add (include "sam2-tracker.startupBudgetSeconds" .) 60 }}
+{{- else }}
+{{- 120 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The gateway namespaces the NetworkPolicy admits: the value, or where the usual proxy for route.kind runs (Envoy
+Gateway runs the proxies of every Gateway in its own namespace, envoy-gateway-system, by default:
+envoyproxy/gateway site/content/en/latest/user/operations/deployment-mode.md). Knative mode always passes
+through Knative's local gateway. Empty (Standard mode, route.kind=none): no gateway is admitted.
+*/}}
+{{- define "sam2-tracker.gatewayNamespaceSelector" -}}
+{{- if .Values.networkPolicy.gateway.namespaceSelector }}
+{{- toYaml .Values.networkPolicy.gateway.namespaceSelector }}
+{{- else }}
+{{- $byKind := dict "httproute" "envoy-gateway-system" "virtualservice" "istio-system" "ingress" "ingress-nginx" }}
+{{- $ns := get $byKind .Values.route.kind }}
+{{- if eq (include "sam2-tracker.serverless" .) "true" }}{{ $ns = default "istio-system" $ns }}{{ end }}
+{{- with $ns }}
+matchLabels:
+  kubernetes.io/metadata.name: {{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The checkpoint URI for weights.source=storageUri: the value, or Meta's official file for model.size. */}}
@@ -111,7 +284,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 Checks that JSON Schema cannot express (values.schema.json has the types and ranges). Collects every
-mistake, then fails once with all of them.
+mistake, then fails once with all of them. The Knative-mode checks are what Knative or KServe would refuse
+only after `helm install` reported success (the InferenceService then never becomes Ready).
 */}}
 {{- define "sam2-tracker.validateValues" -}}
 {{- $errors := list }}
@@ -119,6 +293,9 @@ mistake, then fails once with all of them.
 {{- $serverless := eq (include "sam2-tracker.serverless" .) "true" }}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" (include "sam2-tracker.fullname" .)) }}
 {{- $errors = append $errors (printf "the full name %q must be a DNS-1035 label (lower case, starting with a letter): set fullnameOverride" (include "sam2-tracker.fullname" .)) }}
+{{- end }}
+{{- if semverCompare "<0.15.0-0" (include "sam2-tracker.kserveVersion" .) }}
+{{- $errors = append $errors (printf "kserve.version=%v: this chart supports KServe 0.15 and later" $v.kserve.version) }}
 {{- end }}
 {{- if and (eq $v.weights.source "pvc") (not $v.weights.pvc.claimName) }}
 {{- $errors = append $errors "weights.source=pvc needs weights.pvc.claimName" }}
@@ -134,10 +311,44 @@ mistake, then fails once with all of them.
 {{- $errors = append $errors (printf "replicas.min (%d) must not exceed replicas.max (%d)" (int $v.replicas.min) (int $v.replicas.max)) }}
 {{- end }}
 {{- if and (not $serverless) (lt (int $v.replicas.min) 1) }}
-{{- $errors = append $errors "replicas.min must be at least 1 in Standard mode (scale to zero needs deploymentMode=Serverless)" }}
+{{- $errors = append $errors "replicas.min must be at least 1 in Standard mode (scale to zero needs deploymentMode=Knative)" }}
 {{- end }}
 {{- if and (not $serverless) (eq $v.autoscaling.class "hpa") (not (has $v.autoscaling.metric (list "cpu" "memory"))) }}
-{{- $errors = append $errors (printf "autoscaling.metric=%s needs deploymentMode=Serverless (Knative); the HPA of Standard mode scales on cpu or memory" $v.autoscaling.metric) }}
+{{- $errors = append $errors (printf "autoscaling.metric=%s needs deploymentMode=Knative; the HPA of Standard mode scales on cpu or memory" $v.autoscaling.metric) }}
+{{- end }}
+{{- if and (not $serverless) (eq $v.autoscaling.class "keda") (not $v.autoscaling.autoScalingSpec) }}
+{{- $errors = append $errors "autoscaling.class=keda needs autoscaling.autoScalingSpec (the KEDA metrics, e.g. sam2_tracker_queue_depth from Prometheus)" }}
+{{- end }}
+{{- /* resources: KServe's webhook fills a missing limit with its default (1 CPU, 2Gi), below our requests */}}
+{{- range $name := list "cpu" "memory" }}
+{{- $request := index (default dict $v.resources.requests) $name }}
+{{- $limit := index (default dict $v.resources.limits) $name }}
+{{- if not $limit }}
+{{- $errors = append $errors (printf "resources.limits.%s is required: KServe's webhook fills a missing one from its inferenceservice-config (cpu 1, memory 2Gi), which is below resources.requests.%s, and the predictor's Deployment is then refused" $name $name) }}
+{{- else if and $request (lt (float64 (include "sam2-tracker.quantity" $limit)) (float64 (include "sam2-tracker.quantity" $request))) }}
+{{- $errors = append $errors (printf "resources.limits.%s (%v) must be at least resources.requests.%s (%v)" $name $limit $name $request) }}
+{{- end }}
+{{- end }}
+{{- $storageRequest := index (default dict $v.resources.requests) "ephemeral-storage" }}
+{{- $storageLimit := index (default dict $v.resources.limits) "ephemeral-storage" }}
+{{- if and $storageRequest $storageLimit (lt (float64 (include "sam2-tracker.quantity" $storageLimit)) (float64 (include "sam2-tracker.quantity" $storageRequest))) }}
+{{- $errors = append $errors (printf "resources.limits.ephemeral-storage (%v) must be at least resources.requests.ephemeral-storage (%v)" $storageLimit $storageRequest) }}
+{{- end }}
+{{- /* /tmp: what the server may write must fit, or the kubelet evicts the pod */}}
+{{- $scratchMi := int (include "sam2-tracker.scratchMi" .) }}
+{{- $tmpMi := divf (include "sam2-tracker.quantity" (include "sam2-tracker.tmpSizeLimit" .)) 1048576.0 }}
+{{- if lt $tmpMi (float64 $scratchMi) }}
+{{- $errors = append $errors (printf "tmp.sizeLimit (%v) is below what the server may write to /tmp: (1 + server.maxQueue) x server.maxUploadMb + tmp.cacheMb = %d MiB; the kubelet would evict the pod with every job on it (leave tmp.sizeLimit empty to derive it)" $v.tmp.sizeLimit $scratchMi) }}
+{{- end }}
+{{- if and $storageLimit (ne $v.tmp.medium "Memory") (lt (divf (include "sam2-tracker.quantity" $storageLimit) 1048576.0) $tmpMi) }}
+{{- $errors = append $errors (printf "resources.limits.ephemeral-storage (%v) is below the /tmp sizeLimit (%s)" $storageLimit (include "sam2-tracker.tmpSizeLimit" .)) }}
+{{- end }}
+{{- if and (eq $v.tmp.medium "Memory") (index (default dict $v.resources.limits) "memory") }}
+{{- $memoryMi := divf (include "sam2-tracker.quantity" $v.resources.limits.memory) 1048576.0 }}
+{{- $processMi := divf (include "sam2-tracker.quantity" (index (default dict $v.resources.requests) "memory" | default "0")) 1048576.0 }}
+{{- if lt $memoryMi (addf $processMi $tmpMi) }}
+{{- $errors = append $errors (printf "tmp.medium=Memory counts /tmp (%s) against resources.limits.memory (%v), which must cover resources.requests.memory plus /tmp" (include "sam2-tracker.tmpSizeLimit" .) $v.resources.limits.memory) }}
+{{- end }}
 {{- end }}
 {{- if and (eq (int $v.gpu.count) 0) (eq $v.model.device "cuda") }}
 {{- $errors = append $errors "model.device=cuda needs gpu.count > 0" }}
@@ -156,6 +367,23 @@ mistake, then fails once with all of them.
 {{- end }}
 {{- if and $v.monitoring.enabled (eq $v.monitoring.kind "ServiceMonitor") $serverless }}
 {{- $errors = append $errors "monitoring.kind=ServiceMonitor needs deploymentMode=Standard (Knative's Services front the queue-proxy): use PodMonitor" }}
+{{- end }}
+{{- if $serverless }}
+{{- /* knative/serving pkg/apis/serving/v1/revision_validation.go validateTimeoutSeconds; config-defaults */}}
+{{- if gt (int $v.predictor.timeoutSeconds) (int $v.knative.maxRevisionTimeoutSeconds) }}
+{{- $errors = append $errors (printf "deploymentMode=Knative: predictor.timeoutSeconds (%d) exceeds knative.maxRevisionTimeoutSeconds (%d), and Knative refuses the revision (its max-revision-timeout-seconds is 600 unless your cluster raised it in config-defaults: then set knative.maxRevisionTimeoutSeconds to that value), or lower predictor.timeoutSeconds and server.requestTimeoutSeconds" (int $v.predictor.timeoutSeconds) (int $v.knative.maxRevisionTimeoutSeconds)) }}
+{{- end }}
+{{- /* kserve pkg/apis/serving/v1beta1/inference_service_validation.go validateScalingKPACompExtension */}}
+{{- if not (has $v.autoscaling.metric (list "concurrency" "rps")) }}
+{{- $errors = append $errors (printf "deploymentMode=Knative: autoscaling.metric=%s is refused by KServe's webhook (\"[%s] is not a supported metric\"); Knative's autoscaler scales on concurrency or rps" $v.autoscaling.metric $v.autoscaling.metric) }}
+{{- end }}
+{{- if $v.predictor.deploymentStrategy }}
+{{- $errors = append $errors "deploymentMode=Knative: predictor.deploymentStrategy is refused by KServe's webhook (\"customizing deploymentStrategy is only supported for raw deployment mode\"); Knative rolls revisions itself" }}
+{{- end }}
+{{- /* gateway-api httproutes CRD, backendRef: "Implementations SHOULD NOT support ExternalName Services" */}}
+{{- if eq $v.route.kind "httproute" }}
+{{- $errors = append $errors "deploymentMode=Knative with route.kind=httproute: the predictor Service is Knative's ExternalName Service, which Envoy Gateway refuses as an HTTPRoute backend (envoyproxy/gateway#5817: 503, no endpoints); use route.kind=virtualservice (or ingress)" }}
+{{- end }}
 {{- end }}
 {{- if $errors }}
 {{- fail (printf "\n\nsam2-tracker: invalid values:\n  - %s\n" (join "\n  - " $errors)) }}
