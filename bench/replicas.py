@@ -219,9 +219,9 @@ http {{
     # (virtualservice.yaml) are the same {ROUTE_TIMEOUT_S} s.
     proxy_read_timeout {ROUTE_TIMEOUT_S}s;
     proxy_send_timeout {ROUTE_TIMEOUT_S}s;
-    # HTTP/1.1 to the replica (ingress-nginx's default; Envoy's too): the ZIP comes chunked, so
-    # a replica that dies mid-stream is a premature close that nginx passes on as a broken
-    # response, never mistaken for the end of a connection-delimited body.
+    # HTTP/1.1 to the replica, as ingress-nginx and Envoy speak to it (nginx's own default is
+    # 1.0). The ZIP comes chunked; a replica that dies mid-stream is a premature close, which nginx
+    # passes on as a response without its last chunk: the client sees a broken stream.
     proxy_http_version 1.1;
     # Only a refused or failed connection moves to the next replica (nginx's and ingress-nginx's
     # default). A 503 goes back to the client with its Retry-After (no http_503 here), and a POST
