@@ -32,7 +32,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -541,7 +540,7 @@ def _early_retries(jobs: List[JobResult]) -> int:
     """Retries sent before the previous 503's Retry-After had passed (should be none)."""
     early = 0
     for j in jobs:
-        for prev, nxt in zip(j.attempts, j.attempts[1:]):
+        for prev, nxt in zip(j.attempts, j.attempts[1:]):  # noqa: B905 - one shorter by design
             if prev.retry_after is not None and nxt.t0 - prev.t1 < prev.retry_after - 0.01:
                 early += 1
     return early
