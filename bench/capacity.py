@@ -53,28 +53,28 @@ ROUTINGS = ("round_robin", "least_request", "p2c", "random")
 
 @dataclass
 class Params:
-    replicas: int = 3                 # fixed replica count, or the starting count when autoscaling
-    max_queue: int = 2                # --max_queue
+    replicas: int = 3  # fixed replica count, or the starting count when autoscaling
+    max_queue: int = 2  # --max_queue
     seconds_per_frame: float = 1 / (91.2 * NO_COMPILE_FACTOR)
-    overhead_s: float = 2.0           # per job: decode of the first frames, init, ZIP tail
-    prep_s: float = 0.2               # admission -> the device may take it (open + probe upload)
+    overhead_s: float = 2.0  # per job: decode of the first frames, init, ZIP tail
+    prep_s: float = 0.2  # admission -> the device may take it (open + probe upload)
     routing: str = "least_request"
-    retry_after: str = "server"       # "server" (as implemented) or "remaining"
+    retry_after: str = "server"  # "server" (as implemented) or "remaining"
     initial_mean_job_s: float = 10.0  # the server's EWMA starts at 10 s (model/scheduler.py)
-    jitter_s: float = 0.5             # clients add up to this much to Retry-After
+    jitter_s: float = 0.5  # clients add up to this much to Retry-After
     # Autoscaling (off when max_replicas <= replicas and min_replicas == replicas).
     autoscale: bool = False
     min_replicas: int = 1
     max_replicas: int = 100
-    target_per_replica: float = 1.0   # jobs in flight + queued per replica the autoscaler aims at
-    sync_s: float = 15.0              # HPA sync period (kube-controller-manager default)
-    lag_s: float = 30.0               # metric age: Prometheus scrape (15 s) + query/KEDA cache
-    tolerance: float = 0.1            # HPA default
+    target_per_replica: float = 1.0  # jobs in flight + queued per replica the autoscaler aims at
+    sync_s: float = 15.0  # HPA sync period (kube-controller-manager default)
+    lag_s: float = 30.0  # metric age: Prometheus scrape (15 s) + query/KEDA cache
+    tolerance: float = 0.1  # HPA default
     scale_down_window_s: float = 300.0  # HPA / KServe default scaleDownStabilizationWindowSeconds
-    cold_start_s: float = 120.0       # image pull + weights + model load + warm-up
-    grace_s: float = 30.0             # --grace_period (running job's time after SIGTERM)
-    victims: str = "newest"           # scale-down removes the newest pods (ReplicaSet default) or
-                                      # "idle" ones first (pod-deletion-cost set by the pods)
+    cold_start_s: float = 120.0  # image pull + weights + model load + warm-up
+    grace_s: float = 30.0  # --grace_period (running job's time after SIGTERM)
+    victims: str = "newest"  # scale-down removes the newest pods (ReplicaSet default) or
+    # "idle" ones first (pod-deletion-cost set by the pods)
     seed: int = 0
 
 
@@ -82,17 +82,17 @@ class Params:
 class Job:
     id: int
     frames: int
-    arrival: float                  # first attempt
-    client: Optional[int] = None    # closed-loop client, or None for open-loop arrivals
+    arrival: float  # first attempt
+    client: Optional[int] = None  # closed-loop client, or None for open-loop arrivals
     attempts: int = 0
     rejections: int = 0
     retry_afters: List[float] = field(default_factory=list)
     admitted: Optional[float] = None
     started: Optional[float] = None
     finished: Optional[float] = None
-    cut: int = 0                    # times a scale-down cut it off
+    cut: int = 0  # times a scale-down cut it off
     replica: Optional[int] = None
-    eligible: float = 0.0           # admission + prep_s
+    eligible: float = 0.0  # admission + prep_s
 
     @property
     def wait(self) -> float:
@@ -298,7 +298,7 @@ class Sim:
                 order = sorted(live, key=lambda r: (r.outstanding() > 0, -r.ready_at))
             else:
                 order = sorted(live, key=lambda r: -r.ready_at)
-            for r in order[:current - desired]:
+            for r in order[: current - desired]:
                 self._drain(r)
         self.max_replicas_seen = max(self.max_replicas_seen, len(self.live()))
         self.at(self.now + p.sync_s, "autoscale")
@@ -337,9 +337,14 @@ class Sim:
     def run(self, until: Optional[float] = None) -> "Sim":
         if self.p.autoscale:
             self.at(self.p.sync_s, "autoscale")
-        handlers = {"attempt": self.attempt, "try_start": self.try_start,
-                    "finish": lambda rj: self.finish(*rj), "autoscale": lambda _: self.autoscale(),
-                    "ready": lambda r: self.try_start(r), "kill": self.kill}
+        handlers = {
+            "attempt": self.attempt,
+            "try_start": self.try_start,
+            "finish": lambda rj: self.finish(*rj),
+            "autoscale": lambda _: self.autoscale(),
+            "ready": lambda r: self.try_start(r),
+            "kill": self.kill,
+        }
         while self._events:
             t, _, kind, payload = heapq.heappop(self._events)
             if kind == "autoscale" and (self.unfinished == 0 or (until is not None and t > until)):
@@ -358,14 +363,15 @@ def video_frames(rng: random.Random, mean_s: float, fps: float, dist: str) -> in
         seconds = rng.expovariate(1 / mean_s)
     elif dist == "lognormal":  # same mean, sigma 0.8: many short clips, a long tail
         sigma = 0.8
-        seconds = rng.lognormvariate(math.log(mean_s) - sigma ** 2 / 2, sigma)
+        seconds = rng.lognormvariate(math.log(mean_s) - sigma**2 / 2, sigma)
     else:
         raise ValueError(dist)
     return max(1, int(round(seconds * fps)))
 
 
-def poisson_arrivals(sim: Sim, rate_per_h: float, hours: float, mean_s: float, fps: float,
-                     dist: str, seed: int) -> None:
+def poisson_arrivals(
+    sim: Sim, rate_per_h: float, hours: float, mean_s: float, fps: float, dist: str, seed: int
+) -> None:
     rng = random.Random(seed + 1)
     t = 0.0
     while True:
@@ -401,11 +407,18 @@ def summarize(sim: Sim, warmup_s: float = 0.0) -> dict:
     jobs = [j for j in sim.jobs if j.finished is not None and j.arrival >= warmup_s]
     waits = [j.wait for j in jobs]
     end = sim.end
-    ready_s = sum(max(0.0, (r.removed_at if r.removed_at is not None else end) - r.ready_at)
-                  for r in sim.replicas)
-    held_s = sum(max(0.0, (r.removed_at if r.removed_at is not None else end)
-                     - (r.ready_at - sim.p.cold_start_s if r.ready_at > 0 else 0.0))
-                 for r in sim.replicas)
+    ready_s = sum(
+        max(0.0, (r.removed_at if r.removed_at is not None else end) - r.ready_at)
+        for r in sim.replicas
+    )
+    held_s = sum(
+        max(
+            0.0,
+            (r.removed_at if r.removed_at is not None else end)
+            - (r.ready_at - sim.p.cold_start_s if r.ready_at > 0 else 0.0),
+        )
+        for r in sim.replicas
+    )
     busy = sum(r.busy_s for r in sim.replicas)
     return {
         "jobs": len(jobs),
@@ -414,8 +427,10 @@ def summarize(sim: Sim, warmup_s: float = 0.0) -> dict:
         "rate_503": sim.rejections / sim.requests if sim.requests else 0.0,
         "jobs_refused_once": sum(1 for j in jobs if j.rejections) / len(jobs) if jobs else 0.0,
         "queued_jobs": sum(1 for j in jobs if j.started - j.admitted > 0.5 + sim.p.prep_s),
-        "wait_p50": pct(waits, 50), "wait_p95": pct(waits, 95),
-        "wall_p50": pct([j.wall for j in jobs], 50), "wall_p95": pct([j.wall for j in jobs], 95),
+        "wait_p50": pct(waits, 50),
+        "wait_p95": pct(waits, 95),
+        "wall_p50": pct([j.wall for j in jobs], 50),
+        "wall_p95": pct([j.wall for j in jobs], 95),
         "gpu_util": busy / ready_s if ready_s else 0.0,
         "avg_replicas": held_s / end if end else 0.0,
         "max_replicas": sim.max_replicas_seen,
@@ -424,8 +439,16 @@ def summarize(sim: Sim, warmup_s: float = 0.0) -> dict:
     }
 
 
-def simulate(p: Params, rate_per_h: float, hours: float, mean_s: float, fps: float,
-             dist: str, seeds: int = 3, warmup_s: float = 600.0) -> dict:
+def simulate(
+    p: Params,
+    rate_per_h: float,
+    hours: float,
+    mean_s: float,
+    fps: float,
+    dist: str,
+    seeds: int = 3,
+    warmup_s: float = 600.0,
+) -> dict:
     """Median over `seeds` independent runs of each number."""
     rows = []
     for s in range(seeds):
@@ -436,8 +459,17 @@ def simulate(p: Params, rate_per_h: float, hours: float, mean_s: float, fps: flo
     return {k: statistics.median([r[k] for r in rows]) for k in rows[0]}
 
 
-def replicas_needed(p: Params, rate_per_h: float, hours: float, mean_s: float, fps: float,
-                    dist: str, wait_p95_s: float, max_503: float, seeds: int = 3) -> tuple:
+def replicas_needed(
+    p: Params,
+    rate_per_h: float,
+    hours: float,
+    mean_s: float,
+    fps: float,
+    dist: str,
+    wait_p95_s: float,
+    max_503: float,
+    seeds: int = 3,
+) -> tuple:
     """Smallest fixed replica count meeting both targets, and its numbers."""
     job_s = p.overhead_s + mean_s * fps * p.seconds_per_frame
     n = max(1, math.ceil(rate_per_h * job_s / 3600))
@@ -471,16 +503,20 @@ def headline(args) -> str:
     """The capacity.md tables."""
     fps_video, mean_s, rate, hours = args.video_fps, args.video_s, args.rate, args.hours
     spf = 1 / (PUBLISHED_FPS[args.model] * (1.0 if args.compile else NO_COMPILE_FACTOR))
-    base = Params(max_queue=args.max_queue, seconds_per_frame=spf, overhead_s=args.overhead_s,
-                  seed=args.seed)
+    base = Params(
+        max_queue=args.max_queue, seconds_per_frame=spf, overhead_s=args.overhead_s, seed=args.seed
+    )
     job_s = base.overhead_s + mean_s * fps_video * spf
     offered = rate * job_s / 3600
-    lines = [f"Workload: {rate:g} videos/hour, mean {mean_s:g} s at {fps_video:g} fps "
-             f"({mean_s * fps_video:.0f} frames), {args.hours:g} h simulated (first 10 min "
-             f"not counted), median of {args.seeds} seeds. Model {args.model}, image_size 1024, "
-             f"{'compiled' if args.compile else 'not compiled'}: {1 / spf:.1f} frames/s on an "
-             f"A100, {job_s:.1f} s of GPU per mean video; offered load {offered:.1f} GPUs "
-             f"busy on average. --max_queue {args.max_queue}.", ""]
+    lines = [
+        f"Workload: {rate:g} videos/hour, mean {mean_s:g} s at {fps_video:g} fps "
+        f"({mean_s * fps_video:.0f} frames), {args.hours:g} h simulated (first 10 min "
+        f"not counted), median of {args.seeds} seeds. Model {args.model}, image_size 1024, "
+        f"{'compiled' if args.compile else 'not compiled'}: {1 / spf:.1f} frames/s on an "
+        f"A100, {job_s:.1f} s of GPU per mean video; offered load {offered:.1f} GPUs "
+        f"busy on average. --max_queue {args.max_queue}.",
+        "",
+    ]
 
     # 1. Fixed replica counts, each routing, two length distributions.
     lines.append("### Fixed replicas: routing and replica count")
@@ -492,16 +528,40 @@ def headline(args) -> str:
             for routing in ROUTINGS[:3]:
                 q = Params(**{**base.__dict__, "replicas": n, "routing": routing})
                 r = simulate(q, rate, hours, mean_s, fps_video, dist, args.seeds)
-                rows.append([dist, str(n), routing, fmt(r["wait_p50"]), fmt(r["wait_p95"]),
-                             fmt(r["rate_503"], True), fmt(r["jobs_refused_once"], True),
-                             fmt(r["gpu_util"], True)])
-    lines.append(table(["lengths", "replicas", "routing", "wait p50 s", "wait p95 s",
-                        "503 / request", "jobs refused once", "GPU util"], rows))
+                rows.append(
+                    [
+                        dist,
+                        str(n),
+                        routing,
+                        fmt(r["wait_p50"]),
+                        fmt(r["wait_p95"]),
+                        fmt(r["rate_503"], True),
+                        fmt(r["jobs_refused_once"], True),
+                        fmt(r["gpu_util"], True),
+                    ]
+                )
+    lines.append(
+        table(
+            [
+                "lengths",
+                "replicas",
+                "routing",
+                "wait p50 s",
+                "wait p95 s",
+                "503 / request",
+                "jobs refused once",
+                "GPU util",
+            ],
+            rows,
+        )
+    )
     lines.append("")
 
     # 2. Replicas needed per model size.
-    lines.append(f"### Replicas needed (least-request, wait p95 <= {args.slo_wait_s:g} s, "
-                 f"503 <= {100 * args.slo_503:g} % of requests)")
+    lines.append(
+        f"### Replicas needed (least-request, wait p95 <= {args.slo_wait_s:g} s, "
+        f"503 <= {100 * args.slo_503:g} % of requests)"
+    )
     lines.append("")
     rows = []
     for model in PUBLISHED_FPS:
@@ -509,16 +569,49 @@ def headline(args) -> str:
             spf_m = 1 / (PUBLISHED_FPS[model] * (1.0 if compiled else NO_COMPILE_FACTOR))
             q = Params(**{**base.__dict__, "seconds_per_frame": spf_m})
             for dist in ("fixed", "lognormal"):
-                n, r = replicas_needed(q, rate, hours, mean_s, fps_video, dist, args.slo_wait_s,
-                                       args.slo_503, args.seeds)
+                n, r = replicas_needed(
+                    q,
+                    rate,
+                    hours,
+                    mean_s,
+                    fps_video,
+                    dist,
+                    args.slo_wait_s,
+                    args.slo_503,
+                    args.seeds,
+                )
                 jsec = q.overhead_s + mean_s * fps_video * spf_m
-                rows.append([model, "yes" if compiled else "no", dist,
-                             f"{1 / spf_m:.1f}", f"{jsec:.0f}", f"{rate * jsec / 3600:.1f}",
-                             str(n), fmt(r["wait_p95"]), fmt(r["rate_503"], True),
-                             fmt(r["gpu_util"], True)])
-    lines.append(table(["model", "compiled", "lengths", "frames/s", "GPU s per video",
-                        "offered GPUs", "replicas needed", "wait p95 s", "503 / request",
-                        "GPU util"], rows))
+                rows.append(
+                    [
+                        model,
+                        "yes" if compiled else "no",
+                        dist,
+                        f"{1 / spf_m:.1f}",
+                        f"{jsec:.0f}",
+                        f"{rate * jsec / 3600:.1f}",
+                        str(n),
+                        fmt(r["wait_p95"]),
+                        fmt(r["rate_503"], True),
+                        fmt(r["gpu_util"], True),
+                    ]
+                )
+    lines.append(
+        table(
+            [
+                "model",
+                "compiled",
+                "lengths",
+                "frames/s",
+                "GPU s per video",
+                "offered GPUs",
+                "replicas needed",
+                "wait p95 s",
+                "503 / request",
+                "GPU util",
+            ],
+            rows,
+        )
+    )
     lines.append("")
 
     # 3. Routing's price in GPUs.
@@ -528,35 +621,88 @@ def headline(args) -> str:
     for dist in ("fixed", "lognormal"):
         for routing in ROUTINGS[:3]:
             q = Params(**{**base.__dict__, "routing": routing})
-            n, r = replicas_needed(q, rate, hours, mean_s, fps_video, dist, args.slo_wait_s,
-                                   args.slo_503, args.seeds)
-            rows.append([dist, routing, str(n), fmt(r["wait_p95"]), fmt(r["rate_503"], True),
-                         fmt(r["gpu_util"], True)])
-    lines.append(table(["lengths", "routing", "replicas needed", "wait p95 s", "503 / request",
-                        "GPU util"], rows))
+            n, r = replicas_needed(
+                q, rate, hours, mean_s, fps_video, dist, args.slo_wait_s, args.slo_503, args.seeds
+            )
+            rows.append(
+                [
+                    dist,
+                    routing,
+                    str(n),
+                    fmt(r["wait_p95"]),
+                    fmt(r["rate_503"], True),
+                    fmt(r["gpu_util"], True),
+                ]
+            )
+    lines.append(
+        table(
+            ["lengths", "routing", "replicas needed", "wait p95 s", "503 / request", "GPU util"],
+            rows,
+        )
+    )
     lines.append("")
 
     # 4. Autoscaled, steady traffic.
     start_n = math.ceil(offered) + 1
-    lines.append(f"### Autoscaled, steady traffic (KEDA on jobs in flight + queue depth, target 1 "
-                 f"per replica; starts at {start_n}; metric 30 s old, HPA sync 15 s, cold start "
-                 f"180 s, 300 s scale-down window, 30 s grace)")
+    lines.append(
+        f"### Autoscaled, steady traffic (KEDA on jobs in flight + queue depth, target 1 "
+        f"per replica; starts at {start_n}; metric 30 s old, HPA sync 15 s, cold start "
+        f"180 s, 300 s scale-down window, 30 s grace)"
+    )
     lines.append("")
     rows = []
     for dist in ("fixed", "lognormal"):
-        for routing, victims in (("least_request", "newest"), ("least_request", "idle"),
-                                 ("p2c", "newest"), ("round_robin", "newest")):
-            q = Params(**{**base.__dict__, "replicas": start_n, "autoscale": True,
-                          "min_replicas": 1, "max_replicas": 100, "cold_start_s": 180.0,
-                          "lag_s": 30.0, "routing": routing, "victims": victims})
+        for routing, victims in (
+            ("least_request", "newest"),
+            ("least_request", "idle"),
+            ("p2c", "newest"),
+            ("round_robin", "newest"),
+        ):
+            q = Params(
+                **{
+                    **base.__dict__,
+                    "replicas": start_n,
+                    "autoscale": True,
+                    "min_replicas": 1,
+                    "max_replicas": 100,
+                    "cold_start_s": 180.0,
+                    "lag_s": 30.0,
+                    "routing": routing,
+                    "victims": victims,
+                }
+            )
             r = simulate(q, rate, hours, mean_s, fps_video, dist, args.seeds)
-            rows.append([dist, routing, victims, fmt(r["wait_p50"]), fmt(r["wait_p95"]),
-                         fmt(r["rate_503"], True), fmt(r["avg_replicas"]),
-                         str(int(r["max_replicas"])), fmt(r["gpu_util"], True),
-                         str(int(r["cut_jobs"]))])
-    lines.append(table(["lengths", "routing", "scale-down removes", "wait p50 s", "wait p95 s",
-                        "503 / request", "avg replicas", "max replicas", "GPU util",
-                        "jobs cut by scale-down"], rows))
+            rows.append(
+                [
+                    dist,
+                    routing,
+                    victims,
+                    fmt(r["wait_p50"]),
+                    fmt(r["wait_p95"]),
+                    fmt(r["rate_503"], True),
+                    fmt(r["avg_replicas"]),
+                    str(int(r["max_replicas"])),
+                    fmt(r["gpu_util"], True),
+                    str(int(r["cut_jobs"])),
+                ]
+            )
+    lines.append(
+        table(
+            [
+                "lengths",
+                "routing",
+                "scale-down removes",
+                "wait p50 s",
+                "wait p95 s",
+                "503 / request",
+                "avg replicas",
+                "max replicas",
+                "GPU util",
+                "jobs cut by scale-down",
+            ],
+            rows,
+        )
+    )
     lines.append("")
 
     # 5. A cold step: lag and cold start.
@@ -565,30 +711,75 @@ def headline(args) -> str:
     rows = []
     for cold in (60.0, 180.0, 420.0):
         for lag in (15.0, 60.0):
-            q = Params(**{**base.__dict__, "replicas": 1, "autoscale": True, "min_replicas": 1,
-                          "max_replicas": 100, "cold_start_s": cold, "lag_s": lag})
+            q = Params(
+                **{
+                    **base.__dict__,
+                    "replicas": 1,
+                    "autoscale": True,
+                    "min_replicas": 1,
+                    "max_replicas": 100,
+                    "cold_start_s": cold,
+                    "lag_s": lag,
+                }
+            )
             r = simulate(q, rate, 1.0, mean_s, fps_video, "fixed", args.seeds, warmup_s=0)
-            rows.append([f"{cold:.0f}", f"{lag:.0f}", fmt(r["wait_p50"]), fmt(r["wait_p95"]),
-                         fmt(r["rate_503"], True), fmt(r["avg_replicas"]),
-                         str(int(r["max_replicas"])), fmt(r["gpu_util"], True)])
-    lines.append(table(["cold start s", "metric lag s", "wait p50 s", "wait p95 s",
-                        "503 / request", "avg replicas", "max replicas", "GPU util"], rows))
+            rows.append(
+                [
+                    f"{cold:.0f}",
+                    f"{lag:.0f}",
+                    fmt(r["wait_p50"]),
+                    fmt(r["wait_p95"]),
+                    fmt(r["rate_503"], True),
+                    fmt(r["avg_replicas"]),
+                    str(int(r["max_replicas"])),
+                    fmt(r["gpu_util"], True),
+                ]
+            )
+    lines.append(
+        table(
+            [
+                "cold start s",
+                "metric lag s",
+                "wait p50 s",
+                "wait p95 s",
+                "503 / request",
+                "avg replicas",
+                "max replicas",
+                "GPU util",
+            ],
+            rows,
+        )
+    )
     lines.append("")
 
     # 6. Retry-After as implemented vs the running job's remaining time, where 503s happen.
     n = math.ceil(offered)
-    lines.append(f"### Retry-After: as the server computes it vs the running job's remaining "
-                 f"time ({n} replicas, least-request: tight enough for 503s)")
+    lines.append(
+        f"### Retry-After: as the server computes it vs the running job's remaining "
+        f"time ({n} replicas, least-request: tight enough for 503s)"
+    )
     lines.append("")
     rows = []
     for ra in ("server", "remaining"):
         for dist in ("fixed", "lognormal"):
             q = Params(**{**base.__dict__, "replicas": n, "retry_after": ra})
             r = simulate(q, rate, hours, mean_s, fps_video, dist, args.seeds)
-            rows.append([ra, dist, fmt(r["wait_p50"]), fmt(r["wait_p95"]),
-                         fmt(r["rate_503"], True), fmt(r["gpu_util"], True)])
-    lines.append(table(["Retry-After", "lengths", "wait p50 s", "wait p95 s", "503 / request",
-                        "GPU util"], rows))
+            rows.append(
+                [
+                    ra,
+                    dist,
+                    fmt(r["wait_p50"]),
+                    fmt(r["wait_p95"]),
+                    fmt(r["rate_503"], True),
+                    fmt(r["gpu_util"], True),
+                ]
+            )
+    lines.append(
+        table(
+            ["Retry-After", "lengths", "wait p50 s", "wait p95 s", "503 / request", "GPU util"],
+            rows,
+        )
+    )
     return "\n".join(lines)
 
 
@@ -609,13 +800,19 @@ def fit_job_time(jobs: List[dict]) -> tuple:
 def measured_row(jobs: List[dict]) -> dict:
     attempts = [a for j in jobs for a in j["attempts"]]
     walls = [j["end"] - j["start"] for j in jobs if j["valid_zip"]]
-    return {"jobs": len(jobs), "requests": len(attempts),
-            "rejected_503": sum(1 for a in attempts if a["status"] == 503),
-            "queued_jobs": sum(1 for j in jobs if (j.get("queued_s") or 0) > 0.5),
-            "wall_p50": pct(walls, 50), "wall_p95": pct(walls, 95),
-            "retry_after_mean": (statistics.mean([a["retry_after"] for a in attempts
-                                                  if a["retry_after"] is not None])
-                                 if any(a["retry_after"] for a in attempts) else None)}
+    return {
+        "jobs": len(jobs),
+        "requests": len(attempts),
+        "rejected_503": sum(1 for a in attempts if a["status"] == 503),
+        "queued_jobs": sum(1 for j in jobs if (j.get("queued_s") or 0) > 0.5),
+        "wall_p50": pct(walls, 50),
+        "wall_p95": pct(walls, 95),
+        "retry_after_mean": (
+            statistics.mean([a["retry_after"] for a in attempts if a["retry_after"] is not None])
+            if any(a["retry_after"] for a in attempts)
+            else None
+        ),
+    }
 
 
 def plans_from(jobs: List[dict]) -> List[List[int]]:
@@ -623,8 +820,10 @@ def plans_from(jobs: List[dict]) -> List[List[int]]:
     by_client: Dict[int, List[dict]] = {}
     for j in jobs:
         by_client.setdefault(j["client"], []).append(j)
-    return [[j["frames"] for j in sorted(v, key=lambda j: j["start"])]
-            for _, v in sorted(by_client.items())]
+    return [
+        [j["frames"] for j in sorted(v, key=lambda j: j["start"])]
+        for _, v in sorted(by_client.items())
+    ]
 
 
 def validate(path: str, seeds: int = 20) -> str:
@@ -639,16 +838,28 @@ def validate(path: str, seeds: int = 20) -> str:
         a, b = fit_job_time(jobs)
         # One round's plan: rounds repeat the same plan, so each client's first 1/rounds jobs.
         rounds = max(1, round(len(jobs) / (12 if scenario.startswith("a") else 9)))
-        plans = [p[:len(p) // rounds] for p in plans_from(jobs)]
+        plans = [p[: len(p) // rounds] for p in plans_from(jobs)]
         overhead = statistics.median(
-            [(j["end"] - j["start"]) - (j["queued_s"] or 0) - j["tracking_s"]
-             for j in jobs if j.get("tracking_s") and len(j["attempts"]) == 1])
+            [
+                (j["end"] - j["start"]) - (j["queued_s"] or 0) - j["tracking_s"]
+                for j in jobs
+                if j.get("tracking_s") and len(j["attempts"]) == 1
+            ]
+        )
         sims = []
         for s in range(seeds):
-            p = Params(replicas=3, max_queue=1, seconds_per_frame=b, overhead_s=a + overhead,
-                       routing=routing_of[policy], initial_mean_job_s=statistics.mean(
-                           [j["tracking_s"] for j in jobs if j.get("tracking_s")]),
-                       prep_s=0.2, seed=s)
+            p = Params(
+                replicas=3,
+                max_queue=1,
+                seconds_per_frame=b,
+                overhead_s=a + overhead,
+                routing=routing_of[policy],
+                initial_mean_job_s=statistics.mean(
+                    [j["tracking_s"] for j in jobs if j.get("tracking_s")]
+                ),
+                prep_s=0.2,
+                seed=s,
+            )
             sim = Sim(p)
             closed_loop(sim, plans)
             sim.run()
@@ -656,23 +867,51 @@ def validate(path: str, seeds: int = 20) -> str:
             ras = [ra for j in sim.jobs for ra in j.retry_afters]
             r["retry_after_mean"] = statistics.mean(ras) if ras else None
             sims.append(r)
-        sim_med = {k: statistics.median([r[k] for r in sims if r[k] is not None])
-                   if any(r[k] is not None for r in sims) else None
-                   for k in ("rejected_503", "queued_jobs", "wall_p50", "wall_p95",
-                             "retry_after_mean")}
+        sim_med = {
+            k: statistics.median([r[k] for r in sims if r[k] is not None])
+            if any(r[k] is not None for r in sims)
+            else None
+            for k in ("rejected_503", "queued_jobs", "wall_p50", "wall_p95", "retry_after_mean")
+        }
         meas = measured_row(jobs)
         scale = 1.0 / rounds
-        rows.append([scenario, policy, str(rounds), f"{a:.1f} + {b:.2f}/frame",
-                     f"{meas['rejected_503'] * scale:.1f}", fmt(sim_med["rejected_503"]),
-                     f"{meas['queued_jobs'] * scale:.1f}", fmt(sim_med["queued_jobs"]),
-                     fmt(meas["wall_p50"]), fmt(sim_med["wall_p50"]),
-                     fmt(meas["wall_p95"]), fmt(sim_med["wall_p95"]),
-                     fmt(meas["retry_after_mean"]), fmt(sim_med["retry_after_mean"])])
-    return table(["scenario", "policy", "rounds", "job time fitted (s)",
-                  "503s measured / round", "503s simulated", "queued jobs measured / round",
-                  "queued simulated", "wall p50 measured", "wall p50 simulated",
-                  "wall p95 measured", "wall p95 simulated", "Retry-After mean measured",
-                  "Retry-After mean simulated"], rows)
+        rows.append(
+            [
+                scenario,
+                policy,
+                str(rounds),
+                f"{a:.1f} + {b:.2f}/frame",
+                f"{meas['rejected_503'] * scale:.1f}",
+                fmt(sim_med["rejected_503"]),
+                f"{meas['queued_jobs'] * scale:.1f}",
+                fmt(sim_med["queued_jobs"]),
+                fmt(meas["wall_p50"]),
+                fmt(sim_med["wall_p50"]),
+                fmt(meas["wall_p95"]),
+                fmt(sim_med["wall_p95"]),
+                fmt(meas["retry_after_mean"]),
+                fmt(sim_med["retry_after_mean"]),
+            ]
+        )
+    return table(
+        [
+            "scenario",
+            "policy",
+            "rounds",
+            "job time fitted (s)",
+            "503s measured / round",
+            "503s simulated",
+            "queued jobs measured / round",
+            "queued simulated",
+            "wall p50 measured",
+            "wall p50 simulated",
+            "wall p95 measured",
+            "wall p95 simulated",
+            "Retry-After mean measured",
+            "Retry-After mean simulated",
+        ],
+        rows,
+    )
 
 
 def main(argv=None) -> int:
@@ -682,19 +921,41 @@ def main(argv=None) -> int:
     parser.add_argument("--video-fps", type=float, default=30, help="Frames per video second.")
     parser.add_argument("--hours", type=float, default=4, help="Simulated hours per run.")
     parser.add_argument("--model", choices=sorted(PUBLISHED_FPS), default="tiny")
-    parser.add_argument("--compile", action="store_true",
-                        help="Use the published (compiled) FPS instead of half of it.")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="Use the published (compiled) FPS instead of half of it.",
+    )
     parser.add_argument("--max-queue", dest="max_queue", type=int, default=2)
-    parser.add_argument("--overhead-s", dest="overhead_s", type=float, default=2.0,
-                        help="Per-job seconds besides the frames.")
-    parser.add_argument("--slo-wait-s", dest="slo_wait_s", type=float, default=60,
-                        help="Target p95 wait (first attempt -> on the GPU).")
-    parser.add_argument("--slo-503", dest="slo_503", type=float, default=0.01,
-                        help="Target share of requests answered 503.")
+    parser.add_argument(
+        "--overhead-s",
+        dest="overhead_s",
+        type=float,
+        default=2.0,
+        help="Per-job seconds besides the frames.",
+    )
+    parser.add_argument(
+        "--slo-wait-s",
+        dest="slo_wait_s",
+        type=float,
+        default=60,
+        help="Target p95 wait (first attempt -> on the GPU).",
+    )
+    parser.add_argument(
+        "--slo-503",
+        dest="slo_503",
+        type=float,
+        default=0.01,
+        help="Target share of requests answered 503.",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="Runs per cell (median).")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validate", metavar="PROOF_JSON", default=None,
-                        help="Compare with bench/replicas.py --json output instead.")
+    parser.add_argument(
+        "--validate",
+        metavar="PROOF_JSON",
+        default=None,
+        help="Compare with bench/replicas.py --json output instead.",
+    )
     args = parser.parse_args(argv)
     if args.validate:
         print(validate(args.validate))

@@ -47,10 +47,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 # The chart's values these settings mirror (charts/sam2-tracker/values.yaml).
-ROUTE_TIMEOUT_S = 1830   # predictor.timeoutSeconds: HTTPRoute timeouts.request, VirtualService
-                         # timeout, ingress-nginx proxy-read/send-timeout
-MAX_UPLOAD_MB = 1024     # server.maxUploadMb: ingress-nginx proxy-body-size, the server's limit
-IMAGE_SIZE = 256         # ~0.16 s per frame for hiera tiny on 2 cores (shared/NOTES.md)
+ROUTE_TIMEOUT_S = 1830  # predictor.timeoutSeconds: HTTPRoute timeouts.request, VirtualService
+# timeout, ingress-nginx proxy-read/send-timeout
+MAX_UPLOAD_MB = 1024  # server.maxUploadMb: ingress-nginx proxy-body-size, the server's limit
+IMAGE_SIZE = 256  # ~0.16 s per frame for hiera tiny on 2 cores (shared/NOTES.md)
 WIDTH, HEIGHT = 320, 192
 POINT = f"{WIDTH // 2},{HEIGHT // 2}"
 POLICIES = ("least_conn", "round_robin")
@@ -64,20 +64,32 @@ def free_port() -> int:
 
 def nginx_binary() -> Optional[str]:
     return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
 
 
 # --- inputs -------------------------------------------------------------------------------------
 def write_checkpoint(path: str) -> str:
     """The real SAM2.1 tiny architecture with random weights, in the official format (~2 s)."""
     if not os.path.isfile(path):
-        subprocess.run([sys.executable, os.path.join(REPO, "tools", "random_checkpoint.py"),
-                        "--model_size", "tiny", "--out", path], check=True, cwd=REPO)
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(REPO, "tools", "random_checkpoint.py"),
+                "--model_size",
+                "tiny",
+                "--out",
+                path,
+            ],
+            check=True,
+            cwd=REPO,
+        )
     return path
 
 
-def write_video(path: str, n: int, width: int = WIDTH, height: int = HEIGHT,
-                fps: float = 12.0, seed: int = 0) -> str:
+def write_video(
+    path: str, n: int, width: int = WIDTH, height: int = HEIGHT, fps: float = 12.0, seed: int = 0
+) -> str:
     """A red disc and a blue square drifting over a noisy green field (as tests/videos.py)."""
     import cv2
     import numpy as np
@@ -92,8 +104,9 @@ def write_video(path: str, n: int, width: int = WIDTH, height: int = HEIGHT,
         cx = int(width * 0.2 + i * (width * 0.6) / max(1, n - 1))
         cv2.circle(f, (cx, height // 2), max(8, height // 6), (30, 30, 220), -1)
         sx = int(width * 0.75 - i * (width * 0.4) / max(1, n - 1))
-        cv2.rectangle(f, (sx, height // 8), (sx + width // 8, height // 8 + height // 5),
-                      (200, 60, 20), -1)
+        cv2.rectangle(
+            f, (sx, height // 8), (sx + width // 8, height // 8 + height // 5), (200, 60, 20), -1
+        )
         writer.write(f)
     writer.release()
     return path
@@ -110,22 +123,46 @@ class Replica:
         spool = os.path.join(workdir, f"spool-{self.http_port}")
         os.makedirs(spool, exist_ok=True)
         self.log_path = os.path.join(workdir, f"replica-{self.http_port}.log")
-        self.args = [sys.executable, "-m", "model", "--model_name", "sam2", "--model_size", "tiny",
-                     "--checkpoint", checkpoint, "--image_size", str(IMAGE_SIZE),
-                     "--device", "cpu", "--http_port", str(self.http_port),
-                     "--grpc_port", str(self.grpc_port), "--max_queue", str(max_queue),
-                     "--spool_dir", spool]
+        self.args = [
+            sys.executable,
+            "-m",
+            "model",
+            "--model_name",
+            "sam2",
+            "--model_size",
+            "tiny",
+            "--checkpoint",
+            checkpoint,
+            "--image_size",
+            str(IMAGE_SIZE),
+            "--device",
+            "cpu",
+            "--http_port",
+            str(self.http_port),
+            "--grpc_port",
+            str(self.grpc_port),
+            "--max_queue",
+            str(max_queue),
+            "--spool_dir",
+            spool,
+        ]
         # Three replicas share 2 cores here (on a cluster each has its own GPU): one torch thread
         # each keeps them from thrashing each other.
-        self.env = dict(os.environ, TQDM_DISABLE="1", PYTHONUNBUFFERED="1",
-                        OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.env = dict(
+            os.environ,
+            TQDM_DISABLE="1",
+            PYTHONUNBUFFERED="1",
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+        )
         self.proc: Optional[subprocess.Popen] = None
         self.killed = False
 
     def start(self) -> "Replica":
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args, cwd=REPO, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
         return self
 
     def wait_ready(self, timeout: float = 300) -> "Replica":
@@ -172,12 +209,20 @@ def nginx_conf(prefix: str, port: int, upstreams: List[str], policy: str) -> str
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}")
-    balance = ("    # Least-request: a new job goes to the replica with the fewest open requests\n"
-               "    # (running + queued). The chart's route asks for the same (Istio\n"
-               "    # DestinationRule LEAST_REQUEST, Envoy Gateway BackendTrafficPolicy LeastRequest).\n"
-               "    least_conn;\n") if policy == "least_conn" else (
-               "    # nginx's default: plain round-robin, as a Kubernetes Service spreads\n"
-               "    # connections without looking at load.\n")
+    balance = (
+        (
+            "    # Least-request: a new job goes to the replica with the fewest open requests\n"
+            "    # (running + queued). The chart's route asks for the same (Istio\n"
+            "    # DestinationRule LEAST_REQUEST, Envoy Gateway BackendTrafficPolicy\n"
+            "    # LeastRequest).\n"
+            "    least_conn;\n"
+        )
+        if policy == "least_conn"
+        else (
+            "    # nginx's default: plain round-robin, as a Kubernetes Service spreads\n"
+            "    # connections without looking at load.\n"
+        )
+    )
     servers = "".join(f"    server {u} max_fails=1 fail_timeout=10s;\n" for u in upstreams)
     # As root, nginx would switch its worker to `nobody`, who cannot enter a private temp folder.
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -293,12 +338,12 @@ class Proxy:
 # --- one client's job ---------------------------------------------------------------------------
 @dataclass
 class Attempt:
-    status: Optional[int]             # None: no HTTP status (connection failed)
-    t0: float                         # seconds since the scenario started
+    status: Optional[int]  # None: no HTTP status (connection failed)
+    t0: float  # seconds since the scenario started
     t1: float
     retry_after: Optional[float] = None
     upstream: Optional[str] = None
-    error: Optional[str] = None       # transport error, e.g. a broken stream
+    error: Optional[str] = None  # transport error, e.g. a broken stream
     body_bytes: int = 0
 
 
@@ -309,9 +354,9 @@ class JobResult:
     attempts: List[Attempt] = field(default_factory=list)
     valid_zip: bool = False
     zip_problem: Optional[str] = None
-    queued_s: Optional[float] = None   # from the manifest: time behind another job on the device
+    queued_s: Optional[float] = None  # from the manifest: time behind another job on the device
     tracking_s: Optional[float] = None
-    start: float = 0.0                 # seconds since the scenario started
+    start: float = 0.0  # seconds since the scenario started
     end: float = 0.0
 
     @property
@@ -356,9 +401,16 @@ def check_zip(data: bytes, frames: int) -> Optional[str]:
     return None
 
 
-def run_job(base_url: str, video: bytes, frames: int, client: int, clock: Callable[[], float],
-            rng: random.Random, max_attempts: int = 30,
-            on_progress: Optional[Callable[[Attempt], None]] = None) -> JobResult:
+def run_job(
+    base_url: str,
+    video: bytes,
+    frames: int,
+    client: int,
+    clock: Callable[[], float],
+    rng: random.Random,
+    max_attempts: int = 30,
+    on_progress: Optional[Callable[[Attempt], None]] = None,
+) -> JobResult:
     """POST /track until an answer other than 503, honouring Retry-After (plus up to 0.5 s of
     jitter so clients refused together do not all come back in the same instant)."""
     job = JobResult(client=client, frames=frames, start=clock())
@@ -368,9 +420,14 @@ def run_job(base_url: str, video: bytes, frames: int, client: int, clock: Callab
         job.attempts.append(att)
         chunks: List[bytes] = []
         try:
-            with requests.post(base_url + "/track", params={"frame_idx": 0, "points": POINT},
-                               data=video, headers={"Content-Type": "application/octet-stream"},
-                               stream=True, timeout=(10, ROUTE_TIMEOUT_S)) as r:
+            with requests.post(
+                base_url + "/track",
+                params={"frame_idx": 0, "points": POINT},
+                data=video,
+                headers={"Content-Type": "application/octet-stream"},
+                stream=True,
+                timeout=(10, ROUTE_TIMEOUT_S),
+            ) as r:
                 att.status = r.status_code
                 att.upstream = (r.headers.get("X-Upstream-Addr") or "").split(", ")[-1] or None
                 if r.status_code == 503:
@@ -405,9 +462,13 @@ def run_job(base_url: str, video: bytes, frames: int, client: int, clock: Callab
     return job
 
 
-def run_clients(plans: List[List[int]], base_url: str, videos: Dict[int, bytes], seed: int = 0,
-                on_progress: Optional[Dict[int, Callable[[Attempt], None]]] = None
-                ) -> List[JobResult]:
+def run_clients(
+    plans: List[List[int]],
+    base_url: str,
+    videos: Dict[int, bytes],
+    seed: int = 0,
+    on_progress: Optional[Dict[int, Callable[[Attempt], None]]] = None,
+) -> List[JobResult]:
     """One thread per plan; each sends its plan's videos (frame counts) back to back."""
     t_start = time.monotonic()
 
@@ -421,8 +482,17 @@ def run_clients(plans: List[List[int]], base_url: str, videos: Dict[int, bytes],
         rng = random.Random(seed * 1000 + i)
         barrier.wait()
         for frames in plans[i]:
-            results[i].append(run_job(base_url, videos[frames], frames, i, clock, rng,
-                                      on_progress=(on_progress or {}).get(i)))
+            results[i].append(
+                run_job(
+                    base_url,
+                    videos[frames],
+                    frames,
+                    i,
+                    clock,
+                    rng,
+                    on_progress=(on_progress or {}).get(i),
+                )
+            )
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(len(plans))]
     for t in threads:
@@ -442,8 +512,9 @@ PLAN_B = [[n] for n in (12, 24, 18, 24, 12, 18, 12, 24, 18)]
 # (c) Client 0's video is long enough to be killed mid-stream; the others are ordinary.
 PLAN_C = [[48], [24], [24]]
 PLAN_C_AFTER = [[12], [12]]
-FRAME_COUNTS = sorted({n for plan in (PLAN_A, PLAN_B, PLAN_C, PLAN_C_AFTER)
-                       for p in plan for n in p})
+FRAME_COUNTS = sorted(
+    {n for plan in (PLAN_A, PLAN_B, PLAN_C, PLAN_C_AFTER) for p in plan for n in p}
+)
 
 
 def scenario_a(proxy: Proxy, videos, seed: int = 0) -> List[JobResult]:
@@ -454,8 +525,13 @@ def scenario_b(proxy: Proxy, videos, seed: int = 0) -> List[JobResult]:
     return run_clients(PLAN_B, proxy.url, videos, seed)
 
 
-def scenario_c(proxy: Proxy, replicas: List[Replica], videos, kill_after_bytes: int = 4096,
-               kill_delay_s: float = 1.0):
+def scenario_c(
+    proxy: Proxy,
+    replicas: List[Replica],
+    videos,
+    kill_after_bytes: int = 4096,
+    kill_delay_s: float = 1.0,
+):
     """SIGKILL the replica that streams client 0's answer once its first masks have arrived.
 
     Returns (jobs, the killed replica, jobs sent after the kill)."""
@@ -485,11 +561,15 @@ def scenario_c(proxy: Proxy, replicas: List[Replica], videos, kill_after_bytes: 
     return box["jobs"], victim, after
 
 
-def proxy_log_lines(proxy: Proxy, needles=("prematurely closed", "connect() failed",
-                                            "no live upstreams")) -> List[str]:
+def proxy_log_lines(
+    proxy: Proxy, needles=("prematurely closed", "connect() failed", "no live upstreams")
+) -> List[str]:
     """nginx's own account of a failed upstream (error.log lines, trimmed)."""
-    return [line.split("] ", 1)[-1][:220] for line in proxy.error_log().splitlines()
-            if any(n in line for n in needles)]
+    return [
+        line.split("] ", 1)[-1][:220]
+        for line in proxy.error_log().splitlines()
+        if any(n in line for n in needles)
+    ]
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -505,8 +585,7 @@ def percentile(values: List[float], q: float) -> Optional[float]:
 QUEUED_THRESHOLD_S = 0.5  # a job that waited longer than this sat behind another job
 
 
-def summarize(scenario: str, policy: str, jobs: List[JobResult],
-              expected_broken: int = 0) -> dict:
+def summarize(scenario: str, policy: str, jobs: List[JobResult], expected_broken: int = 0) -> dict:
     """One row: counts over all attempts, wall-time percentiles over jobs."""
     attempts = [a for j in jobs for a in j.attempts]
     statuses = [a.status for a in attempts]
@@ -517,14 +596,17 @@ def summarize(scenario: str, policy: str, jobs: List[JobResult],
     walls = [j.wall_s for j in jobs if j.valid_zip]
     queued = [j.queued_s for j in jobs if j.queued_s is not None]
     return {
-        "scenario": scenario, "policy": policy, "jobs": len(jobs),
+        "scenario": scenario,
+        "policy": policy,
+        "jobs": len(jobs),
         "requests": len(attempts),
         "ok_200": statuses.count(200),
         "busy_503": statuses.count(503),
         "other_status": len([s for s in statuses if s not in (200, 503)]),
         "retries": sum(j.retries for j in jobs),
-        "503_without_retry_after": len([a for a in attempts
-                                        if a.status == 503 and a.retry_after is None]),
+        "503_without_retry_after": len(
+            [a for a in attempts if a.status == 503 and a.retry_after is None]
+        ),
         "retry_before_retry_after": _early_retries(jobs),
         "queued_jobs": len([q for q in queued if q > QUEUED_THRESHOLD_S]),
         "queued_p95_s": percentile(queued, 95),
@@ -554,12 +636,22 @@ def _fmt(v) -> str:
     return str(v)
 
 
-COLUMNS = [("scenario", "scenario"), ("policy", "policy"), ("jobs", "jobs"),
-           ("requests", "requests"), ("ok_200", "200s"), ("busy_503", "503s"),
-           ("other_status", "other"), ("retries", "retries"), ("queued_jobs", "queued jobs"),
-           ("queued_p95_s", "queue wait p95 s"), ("wall_p50_s", "wall p50 s"),
-           ("wall_p95_s", "wall p95 s"), ("failures", "failures"),
-           ("spread", "jobs per replica")]
+COLUMNS = [
+    ("scenario", "scenario"),
+    ("policy", "policy"),
+    ("jobs", "jobs"),
+    ("requests", "requests"),
+    ("ok_200", "200s"),
+    ("busy_503", "503s"),
+    ("other_status", "other"),
+    ("retries", "retries"),
+    ("queued_jobs", "queued jobs"),
+    ("queued_p95_s", "queue wait p95 s"),
+    ("wall_p50_s", "wall p50 s"),
+    ("wall_p95_s", "wall p95 s"),
+    ("failures", "failures"),
+    ("spread", "jobs per replica"),
+]
 
 
 def format_table(rows: List[dict]) -> str:
@@ -572,8 +664,13 @@ def format_table(rows: List[dict]) -> str:
 def describe_kill(victim_job: JobResult) -> dict:
     """What the killed replica's client saw."""
     last = victim_job.attempts[-1]
-    return {"status": last.status, "transport_error": last.error, "body_bytes": last.body_bytes,
-            "zip_problem": victim_job.zip_problem, "valid_zip": victim_job.valid_zip}
+    return {
+        "status": last.status,
+        "transport_error": last.error,
+        "body_bytes": last.body_bytes,
+        "zip_problem": victim_job.zip_problem,
+        "valid_zip": victim_job.valid_zip,
+    }
 
 
 # --- the whole proof ----------------------------------------------------------------------------
@@ -608,8 +705,10 @@ class Bench:
             with open(path, "rb") as f:
                 self.videos[n] = f.read()
         t0 = time.monotonic()
-        self.replicas = [Replica(ckpt, self.workdir, self.max_queue, self.threads).start()
-                         for _ in range(self.n_replicas)]
+        self.replicas = [
+            Replica(ckpt, self.workdir, self.max_queue, self.threads).start()
+            for _ in range(self.n_replicas)
+        ]
         for r in self.replicas:
             r.wait_ready()
         self.startup_s = time.monotonic() - t0
@@ -623,8 +722,9 @@ class Bench:
             r.stop()
 
 
-def run_proof(workdir: str, rounds: int = 1, policies=POLICIES, kill: bool = True,
-              log=print) -> dict:
+def run_proof(
+    workdir: str, rounds: int = 1, policies=POLICIES, kill: bool = True, log=print
+) -> dict:
     """Scenarios a and b for each policy (`rounds` times, alternating), then c; returns rows and
     the raw job records."""
     out = {"rows": [], "jobs": {}, "kill": None, "machine": {"cpus": os.cpu_count()}}
@@ -640,37 +740,51 @@ def run_proof(workdir: str, rounds: int = 1, policies=POLICIES, kill: bool = Tru
                     jobs = fn(bench.proxies[policy], bench.videos, seed=rnd)
                     collected.setdefault((scenario, policy), []).extend(jobs)
                     row = summarize(scenario, policy, jobs)
-                    log(f"round {rnd + 1} {scenario} {policy}: {time.monotonic() - t0:.0f} s, "
+                    log(
+                        f"round {rnd + 1} {scenario} {policy}: {time.monotonic() - t0:.0f} s, "
                         f"{row['busy_503']} x 503, {row['queued_jobs']} queued, "
-                        f"{row['failures']} failures")
+                        f"{row['failures']} failures"
+                    )
         for (scenario, policy), jobs in collected.items():
             out["rows"].append(summarize(scenario, policy, jobs))
             out["jobs"][f"{scenario} | {policy}"] = [asdict(j) for j in jobs]
         if kill:
-            jobs, victim, after = scenario_c(bench.proxies["least_conn"], bench.replicas,
-                                             bench.videos)
-            out["rows"].append(summarize("c: SIGKILL mid-job", "least_conn", jobs,
-                                         expected_broken=1))
+            jobs, victim, after = scenario_c(
+                bench.proxies["least_conn"], bench.replicas, bench.videos
+            )
+            out["rows"].append(
+                summarize("c: SIGKILL mid-job", "least_conn", jobs, expected_broken=1)
+            )
             out["rows"].append(summarize("c: after the kill", "least_conn", after))
             out["jobs"]["c: SIGKILL mid-job | least_conn"] = [asdict(j) for j in jobs]
             out["jobs"]["c: after the kill | least_conn"] = [asdict(j) for j in after]
-            out["kill"] = {"victim": victim.addr, "client0": describe_kill(jobs[0]),
-                           "others_valid": [j.valid_zip for j in jobs[1:]],
-                           "others_upstreams": [j.upstream for j in jobs[1:]],
-                           "after_upstreams": [j.upstream for j in after],
-                           "nginx_error_log": proxy_log_lines(bench.proxies["least_conn"])}
+            out["kill"] = {
+                "victim": victim.addr,
+                "client0": describe_kill(jobs[0]),
+                "others_valid": [j.valid_zip for j in jobs[1:]],
+                "others_upstreams": [j.upstream for j in jobs[1:]],
+                "after_upstreams": [j.upstream for j in after],
+                "nginx_error_log": proxy_log_lines(bench.proxies["least_conn"]),
+            }
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="Run scenarios a and b this many times per policy (alternating).")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Run scenarios a and b this many times per policy (alternating).",
+    )
     parser.add_argument("--no-kill", action="store_true", help="Skip scenario c.")
     parser.add_argument("--json", default=None, help="Write rows and per-job records here.")
-    parser.add_argument("--workdir", default=None,
-                        help="Keep checkpoint, videos, logs and nginx configs here (default: a "
-                             "temporary folder, removed at the end).")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="Keep checkpoint, videos, logs and nginx configs here (default: a "
+        "temporary folder, removed at the end).",
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or tempfile.mkdtemp(prefix="sam2-replicas-")
     os.makedirs(workdir, exist_ok=True)
@@ -682,17 +796,21 @@ def main(argv=None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     out["total_s"] = time.monotonic() - t0
     print()
-    print(f"3 replicas (tiny, image_size {IMAGE_SIZE}, CPU, --max_queue 1) behind nginx; "
-          f"{WIDTH}x{HEIGHT} videos of {FRAME_COUNTS} frames; {os.cpu_count()} CPU cores")
+    print(
+        f"3 replicas (tiny, image_size {IMAGE_SIZE}, CPU, --max_queue 1) behind nginx; "
+        f"{WIDTH}x{HEIGHT} videos of {FRAME_COUNTS} frames; {os.cpu_count()} CPU cores"
+    )
     print(format_table(out["rows"]))
     if out["kill"]:
         k = out["kill"]
         c0 = k["client0"]
-        print(f"\nSIGKILL of {k['victim']} mid-stream: client 0 got HTTP {c0['status']}, then "
-              f"{c0['transport_error'] or 'no transport error'} after {c0['body_bytes']} bytes; "
-              f"its bytes as a ZIP: {c0['zip_problem'] or 'VALID (wrong!)'}. Other clients: "
-              f"valid ZIPs {k['others_valid']} from {k['others_upstreams']}; after the kill: "
-              f"{k['after_upstreams']}.")
+        print(
+            f"\nSIGKILL of {k['victim']} mid-stream: client 0 got HTTP {c0['status']}, then "
+            f"{c0['transport_error'] or 'no transport error'} after {c0['body_bytes']} bytes; "
+            f"its bytes as a ZIP: {c0['zip_problem'] or 'VALID (wrong!)'}. Other clients: "
+            f"valid ZIPs {k['others_valid']} from {k['others_upstreams']}; after the kill: "
+            f"{k['after_upstreams']}."
+        )
         for line in k["nginx_error_log"]:
             print("  nginx:", line)
     print(f"\ntotal {out['total_s']:.0f} s")

