@@ -207,22 +207,26 @@ class FrameFeed:
             self._raise_error()
             return self._decoded
 
-    def release_prompt_frames(self, keep: Optional[int] = None) -> None:
-        """Propagation has started: prompted frames' images are not read again (conditioning
-        frames keep their outputs; propagation runs no image encoder on them), except `keep`:
-        the reverse pass starts on the first prompted frame and runs the model there again for
-        objects not prompted on it."""
-        for i in [i for i in self._prompt_frames if i != keep]:
+    def release_prompt_frames(self, passed: Optional[int] = None,
+                              keep: Optional[int] = None) -> None:
+        """Propagation has passed frame `passed` (None: all of them): prompted frames up to it
+        are not read again, except `keep`: the reverse pass starts on the first prompted frame
+        and runs the model there again for objects not prompted on it."""
+        for i in [i for i in self._prompt_frames
+                  if i != keep and (passed is None or i <= passed)]:
             del self._prompt_frames[i]
 
     def get(self, i: int) -> np.ndarray:
         """Frame i as uint8 S x S x 3, in one of the orders the engine reads."""
         if self._last is not None and self._last[0] == i:
             return self._last[1]
-        if self._plan.forward and i == self._next_forward:
-            frame = self._get_forward(i)
-        elif i in self._prompt_frames:
+        if i in self._prompt_frames:
+            # A prompt reads its frame before propagation (then the forward pass once more).
             frame = self._prompt_frames[i]
+            if self._plan.forward and i == self._next_forward:
+                self._get_forward(i)  # keep the forward queue in step
+        elif self._plan.forward and i == self._next_forward:
+            frame = self._get_forward(i)
         elif i < self._plan.first:
             frame = self._get_reverse(i)
         else:

@@ -157,7 +157,7 @@ class Tracker:
             try:
                 for f, ids, logits in model.propagate_in_video(
                         state, start_frame_idx=first, max_frame_num_to_track=n, reverse=False):
-                    feed.release_prompt_frames(keep=first)
+                    feed.release_prompt_frames(passed=f, keep=first)
                     yield self._frame(state, f, ids, logits)
                     last = f
                     # The next frame reads back to f + 1 - w; the reverse pass p + 1 .. p + w.

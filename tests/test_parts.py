@@ -306,7 +306,7 @@ def test_feed_prompts_far_apart_replay_the_forward_range(tmp_path):
         assert np.array_equal(feed.get(5), to_model_frame(frames[5], 16))
         # ...then the forward pass reads every frame from 5 on, in order.
         got = _read(feed, range(5, 60))
-        feed.release_prompt_frames(keep=5)
+        feed.release_prompt_frames(passed=59, keep=5)
         assert all(np.array_equal(got[k], to_model_frame(frames[5 + k], 16)) for k in range(55))
         assert feed.num_frames == 60 or feed.wait_done() == 60
         assert np.array_equal(feed.get(5), to_model_frame(frames[5], 16))  # reverse starts here

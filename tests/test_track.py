@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import requests
 
-from support import IMAGE_SIZE, REPO
+from support import IMAGE_SIZE
+from support.readme import readme_block
 from support.reference import build_library_predictor, iou, track_with_library
 from support.videos import decode_rgb, write_video
 from support.zipcheck import read_masks
@@ -42,14 +43,6 @@ def post_raw(server, path, params, **kw):
         return requests.post(server.url + "/track", params=params, data=f,
                              headers={"Content-Type": "application/octet-stream"}, timeout=600,
                              **kw)
-
-
-def readme_block(name: str) -> str:
-    """The fenced block after `<!-- example: NAME -->` in the README, verbatim."""
-    text = open(os.path.join(REPO, "README.md")).read()
-    m = re.search(r"<!-- example: " + re.escape(name) + r" -->\s*```\w*\n(.*?)```", text, re.S)
-    assert m, f"README has no example block {name!r}"
-    return m.group(1)
 
 
 @pytest.fixture(scope="module")

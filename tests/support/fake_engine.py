@@ -64,7 +64,7 @@ class FakeEngine:
         try:
             for f in forward:
                 yield self._frame(feed, f, ids, width, height)
-                feed.release_prompt_frames(keep=first)
+                feed.release_prompt_frames(passed=f, keep=first)
         except EndOfVideo:
             pass
         _, backward = frame_plan(feed.wait_done(), first, options)

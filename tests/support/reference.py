@@ -81,3 +81,58 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a > 0, b > 0
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def upcast_memories(predictor) -> None:
+    """The one fix the library needs on a CPU for objects first prompted after the start frame:
+    its bfloat16 memories reach the attention un-promoted when there is no object pointer yet
+    ("mat1 and mat2 must have the same dtype"). Upcast them as torch.cat's promotion would."""
+    import torch
+
+    def hook(module, args, kwargs):
+        memory, curr = kwargs["memory"], kwargs["curr"]
+        target = torch.promote_types(memory.dtype, curr[0].dtype)
+        return None if memory.dtype == target else (args, {**kwargs, "memory": memory.to(target)})
+
+    predictor.memory_attention.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def track_objects_with_library(predictor, frames_rgb, prompts, masks=None, direction="both",
+                               max_frames=None):
+    """{obj_id: {frame: uint8 0/255}} from the plain library: init_state, then each prompt in
+    order (add_new_points_or_box or add_new_mask on its frame), then propagate_in_video forward
+    from the first prompted frame and in reverse, as its README and notebooks do. A frame both
+    passes yield (the first prompted one) keeps its first mask, as the service's stream does.
+
+    prompts: [{"obj_id", "frame_idx", "points"?, "labels"?, "box"?, "mask"?}]; masks: name ->
+    bool HxW array for mask prompts.
+    """
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_jpeg_folder(frames_rgb, os.path.join(tmp, "frames"))
+        with torch.inference_mode():
+            state = predictor.init_state(folder)
+            state["images"] = library_frame_tensors(frames_rgb, predictor.image_size)
+            state["cached_features"] = {}
+            for p in prompts:
+                if p.get("mask") is not None:
+                    predictor.add_new_mask(state, frame_idx=p["frame_idx"], obj_id=p["obj_id"],
+                                           mask=masks[p["mask"]])
+                    continue
+                kwargs = {}
+                if p.get("points"):
+                    kwargs["points"] = np.asarray(p["points"], dtype=np.float32)
+                    kwargs["labels"] = np.asarray(p.get("labels") or [1] * len(p["points"]),
+                                                  dtype=np.int32)
+                if p.get("box") is not None:
+                    kwargs["box"] = np.asarray(p["box"], dtype=np.float32)
+                predictor.add_new_points_or_box(state, frame_idx=p["frame_idx"],
+                                                obj_id=p["obj_id"], **kwargs)
+            passes = {"both": (False, True), "forward": (False,), "backward": (True,)}[direction]
+            for reverse in passes:
+                for f, ids, logits in predictor.propagate_in_video(
+                        state, reverse=reverse, max_frame_num_to_track=max_frames):
+                    for k, obj_id in enumerate(ids):
+                        out.setdefault(obj_id, {}).setdefault(
+                            f, (logits[k, 0] > 0.0).numpy().astype(np.uint8) * 255)
+    return out
