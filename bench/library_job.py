@@ -35,6 +35,9 @@ def main() -> int:
     ap.add_argument("--image_size", type=int, default=1024)
     ap.add_argument("--frame_idx", type=int, default=0)
     ap.add_argument("--point", default="160,96")
+    ap.add_argument("--prompts", default=None,
+                    help="JSON list of {obj_id, frame_idx, points | box} (several objects); "
+                         "overrides --point/--frame_idx.")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--propagate_only", action="store_true",
@@ -56,6 +59,8 @@ def main() -> int:
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda"
                 else torch.autocast("cpu", enabled=False))
     x, y = (float(v) for v in args.point.split(","))
+    prompts = json.loads(args.prompts) if args.prompts else [
+        {"obj_id": 1, "frame_idx": args.frame_idx, "points": [[x, y]]}]
     with tempfile.TemporaryDirectory() as tmp:
         frames_dir, out_dir = os.path.join(tmp, "frames"), os.path.join(tmp, "masks")
         os.makedirs(frames_dir)
@@ -74,9 +79,15 @@ def main() -> int:
         with torch.inference_mode(), autocast:
             state = predictor.init_state(frames_dir)
             t_init = time.perf_counter()
-            predictor.add_new_points_or_box(state, frame_idx=args.frame_idx, obj_id=1,
-                                            points=np.array([[x, y]], np.float32),
-                                            labels=np.array([1], np.int32))
+            for p in prompts:
+                kwargs = {}
+                if p.get("points"):
+                    kwargs = {"points": np.array(p["points"], np.float32),
+                              "labels": np.ones(len(p["points"]), np.int32)}
+                if p.get("box"):
+                    kwargs["box"] = np.array(p["box"], np.float32)
+                predictor.add_new_points_or_box(state, frame_idx=p["frame_idx"],
+                                                obj_id=p["obj_id"], **kwargs)
             written = set()
             if args.propagate_only:
                 for _ in predictor.propagate_in_video(state):  # warm-up (compiles with VOS)
@@ -85,12 +96,13 @@ def main() -> int:
                     torch.cuda.synchronize()
             t_prop = time.perf_counter()
             for reverse in (False, True):
-                for f, _, logits in predictor.propagate_in_video(state, reverse=reverse):
+                for f, ids, logits in predictor.propagate_in_video(state, reverse=reverse):
                     written.add(f)
                     if args.propagate_only:
                         continue
-                    mask = ((logits[0, 0] > 0.0).cpu().numpy().astype(np.uint8) * 255)
-                    cv2.imwrite(os.path.join(out_dir, f"{f:05d}.png"), mask)
+                    for k, obj_id in enumerate(ids):
+                        mask = ((logits[k, 0] > 0.0).cpu().numpy().astype(np.uint8) * 255)
+                        cv2.imwrite(os.path.join(out_dir, f"{obj_id}_{f:05d}.png"), mask)
             if args.device == "cuda":
                 torch.cuda.synchronize()
             t_end = time.perf_counter()

@@ -85,14 +85,16 @@ class Service:
             time.sleep(0.5)
         raise RuntimeError("server did not become ready")
 
-    def track(self, video: str, frame_idx: int, point: str, out_zip: str) -> dict:
+    def track(self, video: str, frame_idx: int, point: str, out_zip: str,
+              params: dict = None) -> dict:
         with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current RSS
         rss_before = status_kib(self.proc.pid, "VmRSS") / 1024
         with open(video, "rb") as f:
             data = f.read()
         t0 = time.perf_counter()
-        r = requests.post(self.url + "/track", params={"frame_idx": frame_idx, "points": point},
+        params = params or {"frame_idx": frame_idx, "points": point}
+        r = requests.post(self.url + "/track", params=params,
                           data=data, headers={"Content-Type": "application/octet-stream"},
                           stream=True, timeout=7200)
         r.raise_for_status()

@@ -42,6 +42,10 @@ class UnsupportedMedia(BadInput):
     """The body's Content-Type, or the body itself, is not a video."""
 
 
+class NotFound(BadInput):
+    """A video id this server does not hold (expired, removed, or on another replica)."""
+
+
 class InsufficientStorage(TrackerError):
     """The job would need more scratch disk than is free now; retry later or elsewhere."""
 
@@ -75,6 +79,7 @@ _G = grpc.StatusCode
 TABLE = (
     (TooLarge, Verdict(413, _G.INVALID_ARGUMENT, "too_large")),
     (UnsupportedMedia, Verdict(415, _G.INVALID_ARGUMENT, "unsupported_media")),
+    (NotFound, Verdict(404, _G.NOT_FOUND, "bad_request")),
     (BadInput, Verdict(400, _G.INVALID_ARGUMENT, "bad_request")),
     (InvalidInput, Verdict(400, _G.INVALID_ARGUMENT, "bad_request")),
     (ModelNotFound, Verdict(404, _G.NOT_FOUND, "bad_request")),

@@ -17,7 +17,8 @@ from .errors import Cancelled
 from .openapi import TRACK_OPENAPI
 from .predictor import Sam2Tracker
 from .request import TrackRequest, parse_params
-from .uploads import body_kind, receive
+from .uploads import Received, body_kind, receive
+from .videos import VideoStore
 
 
 async def _watch_disconnect(request: Request, cancellation: Cancellation) -> None:
@@ -29,23 +30,27 @@ async def _watch_disconnect(request: Request, cancellation: Cancellation) -> Non
             return
 
 
-def add_routes(app: FastAPI, model: Sam2Tracker) -> None:
+def add_routes(app: FastAPI, model: Sam2Tracker, store: VideoStore) -> None:
     settings = model.settings
 
     async def track(request: Request):
         """Track objects through a video from prompts on its frames; stream the masks back."""
         record = record_of(request.scope)
         request_id = record.request_id if record else new_request_id()
-        kind = body_kind(request.headers.get("content-type"))
         query = list(request.query_params.multi_items())
+        video_id = dict(query).get("video_id")
+        kind = "raw" if video_id else body_kind(request.headers.get("content-type"))
         if kind == "raw":  # every parameter is in the query: check it before reading the body
             parse_params(query, {}, settings.max_points, settings.max_objects)
         cancellation = Cancellation()
         # A place in line before the upload is read: 503 at once when busy; released on the way
         # out unless the job took it.
         with model.admit(cancellation) as ticket:
-            received = await receive(request, settings.spool_dir)
-            with received.upload:  # removed on the way out unless the job took it
+            if video_id:  # a kept video: borrowed, given back when the job ends
+                received = Received(store.borrow(video_id))
+            else:
+                received = await receive(request, settings.spool_dir)
+            with received.upload:  # removed (or given back) unless the job took it
                 prompts, options, masks = parse_params(query + received.fields, received.files,
                                                        settings.max_points, settings.max_objects)
                 track_request = TrackRequest(door="track", request_id=request_id,

@@ -34,6 +34,8 @@ PARAMETERS = [
        "Track forward from the first prompted frame, backward, or both."),
     _q("max_frames_to_track", {"type": "integer", "minimum": 1},
        "Stop each direction after this many frames."),
+    _q("video_id", {"type": "string"},
+       "Track a video kept by POST /videos instead of one in the body (then send no body)."),
 ]
 
 TRACK_OPENAPI = {

@@ -22,7 +22,8 @@ FORMATS = ("png", "palette", "rle")
 PREVIEWS = ("mp4",)
 DIRECTIONS = ("both", "forward", "backward")
 OPTION_PARAMS = ("format", "preview", "direction", "max_frames_to_track")
-PARAMS = SHORT_FORM_PARAMS + ("prompts",) + OPTION_PARAMS
+SOURCE_PARAMS = ("video_id",)  # the door's: a kept video (videos.py) instead of a body
+PARAMS = SHORT_FORM_PARAMS + ("prompts",) + OPTION_PARAMS + SOURCE_PARAMS
 
 
 @dataclass(frozen=True)
@@ -125,5 +126,6 @@ def parse_params(items: Iterable[Tuple[str, str]], files: Dict[str, bytes], max_
             raise BadInput(f"unknown query parameter {key!r}; known: {', '.join(PARAMS)}")
         params.setdefault(key, []).append(value)
     options = parse_options(params)
-    prompts = parse_prompts(params, items, max_points, max_objects)
+    prompts = parse_prompts(params, [(k, v) for k, v in items if k not in SOURCE_PARAMS],
+                            max_points, max_objects)
     return prompts, options, check_mask_parts(prompts, files)

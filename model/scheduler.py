@@ -108,21 +108,25 @@ class Scheduler:
                     "capacity": self.capacity}
 
     # --- running ------------------------------------------------------------------------------
-    def run(self, ticket: Ticket, work: Callable[[], None]) -> "asyncio.Future":
+    def run(self, ticket: Ticket, work: Callable[[], object], timed: bool = True
+            ) -> "asyncio.Future":
         """Run `work` on the device thread after the jobs ahead of it; the ticket is released
-        when it ends, however it ends."""
+        when it ends, however it ends. The future holds what `work` returned. `timed` work
+        feeds the job-time estimate behind Retry-After (a one-frame preview does not)."""
 
-        def _run() -> None:
+        def _run() -> object:
             with self._lock:
                 self._running += 1
                 self._publish()
             t0 = time.monotonic()
             try:
-                work()
+                return work()
             finally:
                 with self._lock:
                     self._running -= 1
-                    self._mean_job_s = 0.7 * self._mean_job_s + 0.3 * (time.monotonic() - t0)
+                    if timed:
+                        self._mean_job_s = 0.7 * self._mean_job_s + \
+                            0.3 * (time.monotonic() - t0)
                 ticket.release()
 
         return asyncio.get_running_loop().run_in_executor(self._executor, _run)

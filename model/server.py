@@ -16,6 +16,7 @@ KServe internals this relies on (kserve==0.21.0 is pinned; check these when bump
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -37,9 +38,12 @@ from kserve.utils.utils import to_headers
 from .accounting import REQUEST_ID_HEADER, CountRequests, RequestRecord
 from .errors import BUG, Cancelled, verdict
 from .http import add_routes
+from .http_videos import add_video_routes
 from .predictor import Sam2Tracker
 from .uploads import BodyLimit, body_limit_for
 from .v2 import TrackerDataPlane
+from .video import VideoLimits
+from .videos import VideoStore
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +52,18 @@ _NO_REPOSITORY = "this server has no model repository API"
 _HTTP_CLOSE_SECONDS = 5
 
 
-def configure_app(app: FastAPI, model: Sam2Tracker) -> FastAPI:
-    """Our routes and middlewares on an app (KServe's global one, or a test's)."""
-    add_routes(app, model)
+def configure_app(app: FastAPI, model: Sam2Tracker) -> VideoStore:
+    """Our routes and middlewares on an app (KServe's global one, or a test's); returns the
+    store of kept videos, which the caller closes at the end."""
     s = model.settings
+    store = VideoStore(os.path.join(s.spool_dir, "videos"), s.video_cache_mb * 2**20,
+                       s.video_cache_ttl, VideoLimits(s.max_frames, s.max_pixels))
+    add_routes(app, model, store)
+    add_video_routes(app, model, store)
     app.add_middleware(BodyLimit, limit_for=body_limit_for(s.max_upload_bytes),
                        max_upload_mb=s.max_upload_mb)
     app.add_middleware(CountRequests)  # outermost of ours: it counts BodyLimit's 413s too
-    return app
+    return store
 
 
 class TrackerServicer(InferenceServicer):
@@ -119,7 +127,7 @@ class TrackerServer(kserve.ModelServer):
 
     # --- start --------------------------------------------------------------------------------
     def serve(self) -> int:
-        configure_app(kserve_model_server.app, self.model)
+        self.store = configure_app(kserve_model_server.app, self.model)
         # Registered before it is ready; KServe's start() would refuse an unready model.
         self.register_model(self.model)
         self.model.enable_latency_logging = self.enable_latency_logging
@@ -192,6 +200,7 @@ class TrackerServer(kserve.ModelServer):
         if self._grpc_server is not None:
             await self._grpc_server.stop(sig)
         scheduler.shutdown()
+        self.store.close()
         logger.info("stopped")
 
 

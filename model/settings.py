@@ -30,6 +30,8 @@ class Settings:
     max_queue: int = 2
     grace_period: float = 30.0
     spool_dir: str = tempfile.gettempdir()
+    video_cache_mb: int = 2048
+    video_cache_ttl: float = 900.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -93,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="On SIGTERM, seconds a running job gets to finish before it is cancelled.")
     add("--spool_dir", default=os.environ.get("SPOOL_DIR") or _D.spool_dir,
         help="Where uploads are spooled (each removed when its job ends).")
+    add("--video_cache_mb", type=int, default=_D.video_cache_mb,
+        help="Disk for videos kept for the web page and re-tracking (POST /videos), under "
+             "--spool_dir; oldest first out. 0 turns the store off.")
+    add("--video_cache_ttl", type=float, default=_D.video_cache_ttl,
+        help="Seconds a kept video stays after its last use.")
     return parser
 
 

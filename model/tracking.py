@@ -99,15 +99,16 @@ class Tracker:
             "frames_tracked_per_obj": {},
         }
 
-    def _add_prompt(self, state: dict, prompt: ObjectPrompt, masks: Dict[str, np.ndarray]) -> None:
+    def _add_prompt(self, state: dict, prompt: ObjectPrompt, masks: Dict[str, np.ndarray]):
+        """The library's call for this prompt; returns what it returns: (frame, obj_ids, masks
+        of every object on that frame at the video's size)."""
         if prompt.mask is not None:
-            self.predictor.add_new_mask(state, frame_idx=prompt.frame_idx, obj_id=prompt.obj_id,
-                                        mask=masks[prompt.mask])
-            return
+            return self.predictor.add_new_mask(state, frame_idx=prompt.frame_idx,
+                                               obj_id=prompt.obj_id, mask=masks[prompt.mask])
         points, labels = list(prompt.points), list(prompt.labels)
         if self.pad_points:
             points, labels = padded_prompt(points, labels, prompt.box is not None)
-        self.predictor.add_new_points_or_box(
+        return self.predictor.add_new_points_or_box(
             state,
             frame_idx=prompt.frame_idx,
             obj_id=prompt.obj_id,
@@ -184,6 +185,20 @@ class Tracker:
             self._forget(state, f + w)
             observe(state)
 
+    def segment(self, image: np.ndarray, prompts: Prompts, masks: Dict[str, np.ndarray],
+                width: int, height: int) -> TrackedFrame:
+        """The masks the prompts give on their one frame, without tracking: what the web page
+        shows after a click. `image` is that frame at the model's size (frames.py)."""
+        frame_idx = prompts.frames[0]
+        images = ModelImages(_OneFrame(frame_idx, image), self.device, length=frame_idx + 1)
+        state = self._new_state(images, width, height)
+        with self.device_context():
+            for prompt in prompts.entries:
+                f, ids, logits = self._add_prompt(state, prompt, masks)
+            binary = (logits[:, 0] > 0).to("cpu").numpy().astype(np.uint8) * np.uint8(255)
+        return TrackedFrame(frame_idx, {int(o): binary[i] for i, o in enumerate(ids)},
+                            {int(o): 0.0 for o in ids})
+
     def warm_up(self, make_feed) -> int:
         """Run a real (synthetic) 4-frame video forward and back, so the first request is fast.
 
@@ -208,6 +223,18 @@ class Tracker:
                 finally:
                     feed.close()
         return produced
+
+
+class _OneFrame:
+    """A feed of one frame, for `segment`."""
+
+    def __init__(self, frame_idx: int, image: np.ndarray):
+        self._i, self._image = frame_idx, image
+
+    def get(self, i: int) -> np.ndarray:
+        if i != self._i:
+            raise RuntimeError(f"frame {i} asked for; only {self._i} is here")
+        return self._image
 
 
 def _scores(state: dict, frame_idx: int, obj_ids) -> Dict[int, float]:

@@ -125,6 +125,11 @@ class VideoReader:
         self._keyframes: List[int] = []
         self.seekable = True
 
+    @property
+    def frames_seen(self) -> int:
+        """Frames `frames()` has decoded so far (each can be decoded again by index)."""
+        return len(self._pts)
+
     def _check_pixels(self, width: int, height: int) -> None:
         if width * height > self._limits.max_pixels:
             self.close()
@@ -162,8 +167,9 @@ class VideoReader:
                                                          Image.BILINEAR))
         return rgb
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """RGB uint8 HxWx3 frames in order, recording each one's timestamp for seeking.
+    def frames(self, rgb: bool = True) -> Iterator[Optional[np.ndarray]]:
+        """RGB uint8 HxWx3 frames in order, recording each one's timestamp for seeking
+        (`rgb=False`: only that, yielding None, for an index of the video).
 
         Raises TooLarge past --max_frames (the container's claimed count can lie).
         """
@@ -173,7 +179,7 @@ class VideoReader:
                 raise TooLarge(f"the video has more than {self._limits.max_frames} frames "
                                f"(--max_frames)")
             self._record(i, frame)
-            yield self._rgb(frame)
+            yield self._rgb(frame) if rgb else None
 
     def _record(self, i: int, frame) -> None:
         pts = frame.pts

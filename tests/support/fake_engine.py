@@ -53,6 +53,14 @@ class FakeEngine:
             time.sleep(self.delay)
         return TrackedFrame(f, masks, {o: float(f) for o in obj_ids})
 
+    def segment(self, image, prompts, masks, width, height) -> TrackedFrame:
+        class One:
+            def get(self, i):
+                return image
+
+        self.calls.append(("segment", prompts))
+        return self._frame(One(), prompts.frames[0], prompts.obj_ids, width, height)
+
     def track(self, feed, prompts, masks, width, height, options, max_frames, observe=None):
         self.calls.append((prompts, sorted(masks), options))
         first = prompts.frames[0]

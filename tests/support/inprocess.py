@@ -30,7 +30,8 @@ def build(tmp_path, engine: Optional[FakeEngine] = None, **settings):
     registry = ModelRepository()
     registry.update(model)
     dataplane = TrackerDataPlane(model_registry=registry)
-    app = configure_app(FastAPI(), model)
+    app = FastAPI()
+    model.store = configure_app(app, model)
     # What RESTServer.create_application does to KServe's global app, on ours (private API).
     rest = RESTServer("unused:app", dataplane, ModelRepositoryExtension(registry), http_port=0)
     rest._register_endpoints(app)
