@@ -1,4 +1,5 @@
-"""`python -m model`: serve SAM2 video tracking. `python -m model download`: fetch weights."""
+"""`python -m model`: serve SAM2 video tracking. `python -m model download`: fetch weights.
+`python -m model track VIDEO ...` (or `sam2-tracker track`): the command-line client."""
 
 import argparse
 import logging
@@ -84,6 +85,10 @@ def serve_main(argv) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "track":  # the client: its own progress bars, no server logging
+        from .client import main as track_main
+
+        return track_main(argv[1:])
     _configure_logging()
     if argv and argv[0] == "download":
         return download_main(argv[1:])

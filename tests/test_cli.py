@@ -92,3 +92,37 @@ def test_download_without_network_says_what_to_do(tmp_path):
     assert out.returncode == 1
     assert "could not download" in out.stderr and str(tmp_path) in out.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_readme_cli_example_against_the_real_server(server, video_dir, tmp_path):
+    """The README's `sam2-tracker track` lines, verbatim, with the real server and SAM2."""
+    import json
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from support.readme import readme_block
+    from support.videos import write_video
+    from support.zipcheck import read_masks
+
+    shutil.copy(write_video(os.path.join(video_dir, "readme", "video.mp4"), 12, 640, 360),
+                tmp_path / "video.mp4")
+    mask = np.zeros((360, 640), np.uint8)
+    mask[40:120, 420:560] = 255
+    Image.fromarray(mask).save(tmp_path / "mask3.png")
+    block = readme_block("cli").replace("sam2-tracker track",
+                                        f"sam2-tracker track --server {server.url}")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep +
+               os.environ["PATH"])
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    masks, manifest = read_masks((tmp_path / "masks.zip").read_bytes())
+    assert sorted(masks) == list(range(12)) and manifest["prompt"]["labels"] == [1, 0]
+    lines = (tmp_path / "masks.ndjson").read_text().splitlines()
+    assert len(lines) == 13 and "manifest" in json.loads(lines[-1])
+    assert sorted(o["obj_id"] for o in json.loads(lines[0])["objects"]) == [1, 2]
+    folder = tmp_path / "masks"
+    assert sorted(os.listdir(folder / "masks")) == ["1", "3"]
+    assert len(os.listdir(folder / "masks" / "3")) == 12

@@ -11,11 +11,9 @@ import time
 
 import pytest
 import requests
-import uvicorn
 
 from support.fake_engine import FakeEngine
-from support.inprocess import build
-from support.server import free_port
+from support.inprocess import Live
 from support.videos import write_video
 from support.zipcheck import read_masks
 
@@ -24,18 +22,9 @@ DELAY = 0.05  # seconds per frame
 
 @pytest.fixture
 def live(tmp_path):
-    engine = FakeEngine(delay=DELAY)
-    app, model, _ = build(tmp_path, engine=engine, max_queue=2)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", model, port, tmp_path / "spool"
-    server.should_exit = True
-    thread.join(timeout=10)
+    srv = Live(tmp_path, engine=FakeEngine(delay=DELAY), max_queue=2)
+    yield srv.url, srv.model, srv.port, srv.spool
+    srv.stop()
 
 
 def test_first_bytes_arrive_long_before_the_end(live, tmp_path):
@@ -113,14 +102,8 @@ def test_deadline_aborts_the_stream_never_a_short_zip(tmp_path):
     import zipfile
     import io
 
-    engine = FakeEngine(delay=DELAY)
-    app, model, _ = build(tmp_path, engine=engine, request_timeout=0.5)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    srv = Live(tmp_path, engine=FakeEngine(delay=DELAY), request_timeout=0.5)
+    port = srv.port
     try:
         video = write_video(str(tmp_path / "v60.mp4"), 60, 64, 48)
         body = b""
@@ -135,8 +118,7 @@ def test_deadline_aborts_the_stream_never_a_short_zip(tmp_path):
         with pytest.raises(zipfile.BadZipFile):
             zipfile.ZipFile(io.BytesIO(body))
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        srv.stop()
     from prometheus_client import REGISTRY
 
     assert REGISTRY.get_sample_value("sam2_tracker_requests_total",
@@ -146,13 +128,8 @@ def test_deadline_aborts_the_stream_never_a_short_zip(tmp_path):
 def test_a_busy_server_refuses_before_reading_the_upload(tmp_path):
     """The place in line is taken before the body is read: with the device busy and no queue,
     the next upload gets 503 + Retry-After having sent only its headers, and nothing spools."""
-    app, model, _ = build(tmp_path, engine=FakeEngine(delay=DELAY), max_queue=0)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    srv = Live(tmp_path, engine=FakeEngine(delay=DELAY), max_queue=0)
+    port, model = srv.port, srv.model
     try:
         video = open(write_video(str(tmp_path / "v60.mp4"), 60, 64, 48), "rb").read()
         results = {}
@@ -171,5 +148,4 @@ def test_a_busy_server_refuses_before_reading_the_upload(tmp_path):
         t.join()
         assert results["r"].status_code == 200
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        srv.stop()

@@ -5,7 +5,6 @@ The masks are compared with the plain SAM2 library run in this process on the sa
 
 import io
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 import requests
 
 from support import IMAGE_SIZE
+from support.metrics import metric
 from support.readme import readme_block
 from support.reference import build_library_predictor, iou, track_with_library
 from support.videos import decode_rgb, write_video
@@ -181,20 +181,6 @@ def test_health_answers_fast_while_a_job_runs(server, video_dir):
     assert latencies and max(latencies) < 1.0, latencies
 
 
-def _metric(text: str, name: str, **labels) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.e+-]+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
-
-
 def test_metrics_move_after_a_request(server, video24):
     before = requests.get(server.url + "/metrics", timeout=5).text
     r = post_raw(server, video24, {"frame_idx": 0, "points": "60,96"})
@@ -202,14 +188,14 @@ def test_metrics_move_after_a_request(server, video24):
     bad = requests.post(server.url + "/track", data=b"x" * 10, timeout=30)
     assert bad.status_code in (400, 415)
     after = requests.get(server.url + "/metrics", timeout=5).text
-    assert _metric(after, "sam2_tracker_requests_total", door="track", outcome="ok") == \
-        _metric(before, "sam2_tracker_requests_total", door="track", outcome="ok") + 1
-    assert _metric(after, "sam2_tracker_frames_tracked_total") == \
-        _metric(before, "sam2_tracker_frames_tracked_total") + 24
-    assert _metric(after, "sam2_tracker_tracking_seconds_count") == \
-        _metric(before, "sam2_tracker_tracking_seconds_count") + 1
-    assert _metric(after, "sam2_tracker_requests_total", door="track") >= \
-        _metric(before, "sam2_tracker_requests_total", door="track") + 2
+    assert metric(after, "sam2_tracker_requests_total", door="track", outcome="ok") == \
+        metric(before, "sam2_tracker_requests_total", door="track", outcome="ok") + 1
+    assert metric(after, "sam2_tracker_frames_tracked_total") == \
+        metric(before, "sam2_tracker_frames_tracked_total") + 24
+    assert metric(after, "sam2_tracker_tracking_seconds_count") == \
+        metric(before, "sam2_tracker_tracking_seconds_count") + 1
+    assert metric(after, "sam2_tracker_requests_total", door="track") >= \
+        metric(before, "sam2_tracker_requests_total", door="track") + 2
     for name in ("sam2_tracker_jobs_in_flight", "sam2_tracker_queue_depth",
                  "sam2_tracker_frames_per_second_count", "sam2_tracker_video_frames_count",
                  "request_predict_seconds_count"):

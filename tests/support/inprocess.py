@@ -4,7 +4,11 @@ error handlers on a fresh FastAPI app, the real Sam2Tracker, scheduler, jobs, fe
 formats, and a fake engine in place of SAM2."""
 
 import asyncio
+import threading
+import time
 from typing import Optional
+
+import uvicorn
 
 from fastapi import FastAPI
 from kserve.model_repository import ModelRepository
@@ -17,13 +21,14 @@ from model.settings import Settings
 from model.v2 import TrackerDataPlane
 
 from .fake_engine import FakeEngine
+from .server import free_port
 
 
 def build(tmp_path, engine: Optional[FakeEngine] = None, **settings):
     """(app, model, dataplane) with the model loaded on `engine` (a FakeEngine by default)."""
     engine = engine or FakeEngine()
     spool = tmp_path / "spool"
-    spool.mkdir(exist_ok=True)
+    spool.mkdir(parents=True, exist_ok=True)
     model = Sam2Tracker(Settings(spool_dir=str(spool), **settings),
                         build_engine=lambda s: (engine, {"device": "cpu", "checkpoint": "fake"}))
     model.load()
@@ -58,3 +63,26 @@ class GrpcDoor:
     async def __aexit__(self, *exc):
         await self.server._server.stop(grace=None)
         self._task.cancel()
+
+
+class Live:
+    """The built app behind a real uvicorn on loopback in this process (streaming, hang-ups,
+    the CLI): a TestClient buffers whole answers."""
+
+    def __init__(self, tmp_path, engine: Optional[FakeEngine] = None, **settings):
+        self.app, self.model, self.dataplane = build(tmp_path, engine=engine, **settings)
+        self.spool = tmp_path / "spool"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                                    log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.model.store.close()
