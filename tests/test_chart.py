@@ -47,18 +47,27 @@ VARIANTS = ["default"] + sorted(
 )
 # What each variant exists to render (a variant that silently renders nothing new is a broken test).
 EXPECTED_KINDS = {
-    "default": {"InferenceService", "ServiceAccount", "HTTPRoute", "Pod"},
-    "httproute": {"HTTPRoute"},
-    "virtualservice": {"VirtualService"},
+    "default": {
+        "InferenceService",
+        "ServiceAccount",
+        "HTTPRoute",
+        "BackendTrafficPolicy",
+        "PodMonitor",
+        "Pod",
+    },
+    "httproute": {"HTTPRoute", "BackendTrafficPolicy"},
+    "virtualservice": {"VirtualService", "DestinationRule"},
     "ingress": {"Ingress"},
-    "none": set(),
+    "none": {"PodMonitor"},
     "podmonitor": {"PodMonitor"},
     "servicemonitor": {"ServiceMonitor"},
     "pvc": set(),
     "knative": {"VirtualService", "PodMonitor"},
     "cpu": set(),
     "networkpolicy": {"NetworkPolicy", "PodMonitor"},
-    "kserve015": {"HTTPRoute"},
+    "kserve015": {"HTTPRoute", "BackendTrafficPolicy"},
+    "hpa": {"HTTPRoute"},
+    "keda": {"BackendTrafficPolicy", "PodMonitor"},
 }
 ROUTE_KINDS = {"HTTPRoute", "VirtualService", "Ingress"}
 # API groups served by CRDs (gateway.networking.k8s.io looks built-in but is not).
@@ -520,7 +529,9 @@ def test_helm_test_script_waits_for_readiness(tmp_path):
 def test_default_mode_is_standard_and_knative_is_selectable():
     isvc = one(render(), "InferenceService")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
-    assert isvc["spec"]["predictor"]["scaleMetric"] in ("cpu", "memory")
+    # KEDA by default, which takes no scaleMetric (tests/test_chart_scaling.py has the rest)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    assert "scaleMetric" not in isvc["spec"]["predictor"]
     knative = render("knative")
     kisvc = one(knative, "InferenceService")
     assert kisvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
@@ -637,7 +648,7 @@ def test_validate_values_reports_every_mistake_at_once():
         "--set",
         "weights.source=pvc",
         "--set",
-        "replicas.min=3",
+        "replicas.min=5",
         "--set",
         "server.requestTimeoutSeconds=4000",
         "--set",
@@ -647,7 +658,7 @@ def test_validate_values_reports_every_mistake_at_once():
     assert proc.returncode != 0
     for needle in (
         "weights.pvc.claimName",
-        "replicas.min (3)",
+        "replicas.min (5)",
         "server.requestTimeoutSeconds (4000)",
         "terminationGracePeriodSeconds (20)",
     ):
@@ -672,7 +683,13 @@ def test_manifests_match_the_default_render(tmp_path):
                 f"manifests/{name} differs from the chart: run `make manifests`"
             )
     kinds = {d["kind"] for name in fresh for d in yaml.safe_load_all(open(tmp_path / name)) if d}
-    assert kinds == {"InferenceService", "ServiceAccount", "HTTPRoute"}
+    assert kinds == {
+        "InferenceService",
+        "ServiceAccount",
+        "HTTPRoute",
+        "BackendTrafficPolicy",
+        "PodMonitor",
+    }
 
 
 def _chart_docs():
