@@ -255,8 +255,9 @@ class that scales). Each removal sends SIGTERM to a pod that may be running a jo
 Seconds the server lets its admitted jobs finish after SIGTERM (--grace_period): server.gracePeriodSeconds, or,
 when the autoscaler removes pods, the request deadline. A ReplicaSet scales down whichever pods rank first
 (not the idle ones), and jobs take longer than 30 s: bench/capacity.md counts 18-26 jobs cut in 4 hours
-with 30 s. Every job ends within --request_timeout of its admission and the draining server admits none, so
-with this grace none is cut. Knative mode: the queue-proxy drains first (the user container's preStop waits
+with 30 s. A job ends at the latest --request_timeout after its upload is in (model/job.py: the deadline
+starts there, queueing included) and the draining server admits none, so only an upload still arriving at
+SIGTERM can outlast this grace. Knative mode: the queue-proxy drains first (the user container's preStop waits
 for it, knative/serving pkg/reconciler/revision/resources/deploy.go), so the server gets SIGTERM when idle.
 */}}
 {{- define "sam2-tracker.gracePeriodSeconds" -}}
