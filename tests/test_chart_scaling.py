@@ -59,7 +59,7 @@ STANDARD_VARIANTS = [
     v for v in VARIANTS if values_of(v)["deploymentMode"] in ("Standard", "RawDeployment")
 ]
 KEDA_VARIANTS = [v for v in STANDARD_VARIANTS if values_of(v)["autoscaling"]["class"] == "keda"]
-GAUGES = ("sam2_tracker_jobs_in_flight", "sam2_tracker_queue_depth")
+GAUGES = ("sam2_tracker_jobs_in_flight", "sam2_tracker_queue_depth", "sam2_tracker_model_ready")
 
 
 def predictor_of(docs):
@@ -315,6 +315,127 @@ def test_query_is_one_number_over_this_releases_predictor_pods(variant):
         f"{isvc}-transformer-7c9f8d6b5d-x2kq9",
     ):
         assert not pod.fullmatch(other), other
+
+
+def promql(query, samples):
+    """Evaluate the subset of PromQL the chart's query uses, on `samples` [(metric, labels, value)]:
+    selectors with = and =~ (anchored), + and * matching one-to-one on all labels but the name
+    (* binds tighter), parentheses, sum(...) and max by (...) (...). Returns [(labels, value)]."""
+    tokens = re.findall(r"\w+\{[^}]*\}|\w+|[()+*,]", query)
+    assert "".join(tokens) == re.sub(r"\s+", "", query), f"unsupported PromQL: {query}"
+    position = 0
+
+    def take(expected=None):
+        nonlocal position
+        token = tokens[position]
+        assert expected is None or token == expected, (token, expected, query)
+        position += 1
+        return token
+
+    def peek():
+        return tokens[position] if position < len(tokens) else None
+
+    def select(token):
+        name, body = token[:-1].split("{", 1)
+        matchers = re.findall(r'(\w+)(=~|=)"([^"]*)"', body)
+        out = []
+        for metric, labels, value in samples:
+            if metric == name and all(
+                re.fullmatch(v, labels.get(k, "")) if op == "=~" else labels.get(k, "") == v
+                for k, op, v in matchers
+            ):
+                out.append((dict(labels), value))
+        return out
+
+    def binary(left, right, op):
+        index = {tuple(sorted(labels.items())): value for labels, value in right}
+        return [
+            (labels, op(value, index[key]))
+            for labels, value in left
+            if (key := tuple(sorted(labels.items()))) in index
+        ]
+
+    def unary():
+        token = take()
+        if token == "(":
+            value = expression()
+            take(")")
+            return value
+        if token == "sum":
+            take("(")
+            inner = expression()
+            take(")")
+            return [({}, sum(v for _, v in inner))] if inner else []
+        if token == "max":
+            take("by")
+            take("(")
+            keys = []
+            while peek() != ")":
+                keys.append(take())
+                if peek() == ",":
+                    take(",")
+            take(")")
+            take("(")
+            inner = expression()
+            take(")")
+            groups = {}
+            for labels, value in inner:
+                group = tuple((k, labels.get(k, "")) for k in keys)
+                groups[group] = max(groups.get(group, value), value)
+            return [(dict(group), value) for group, value in groups.items()]
+        assert "{" in token, f"unsupported PromQL function {token!r} in {query}"
+        return select(token)
+
+    def product():
+        value = unary()
+        while peek() == "*":
+            take("*")
+            value = binary(value, unary(), lambda a, b: a * b)
+        return value
+
+    def expression():
+        value = product()
+        while peek() == "+":
+            take("+")
+            value = binary(value, product(), lambda a, b: a + b)
+        return value
+
+    result = expression()
+    assert position == len(tokens), f"trailing tokens in {query}"
+    return result
+
+
+def pod_samples(pod, running, queued, ready, namespace=NAMESPACE, job="ml/sam2-tracker"):
+    labels = {"namespace": namespace, "pod": pod, "container": "kserve-container", "job": job}
+    return [
+        ("sam2_tracker_jobs_in_flight", labels, running),
+        ("sam2_tracker_queue_depth", labels, queued),
+        ("sam2_tracker_model_ready", labels, ready),
+    ]
+
+
+@pytest.mark.parametrize("variant", KEDA_VARIANTS)
+def test_query_counts_the_jobs_waiting_for_this_releases_serving_replicas(variant):
+    """The chart's query, evaluated on what Prometheus would hold: running + queued jobs of the
+    release's Ready pods; a draining pod, a pod scraped twice, another release's pods and another
+    namespace's do not change the count."""
+    docs = render(variant)
+    query = query_of(docs)
+    deployment = f"{isvc_of(docs)['metadata']['name']}-predictor"
+    samples = (
+        pod_samples(f"{deployment}-7c9f8d6b5d-aaaaa", running=1, queued=2, ready=1)
+        + pod_samples(f"{deployment}-7c9f8d6b5d-bbbbb", running=1, queued=0, ready=1)
+        + pod_samples(f"{deployment}-7c9f8d6b5d-ccccc", running=0, queued=0, ready=1)
+        # draining after a scale-down: its job ends where it is
+        + pod_samples(f"{deployment}-7c9f8d6b5d-ddddd", running=1, queued=1, ready=0)
+        # the first pod again, through a second scrape job
+        + pod_samples(f"{deployment}-7c9f8d6b5d-aaaaa", running=1, queued=2, ready=1, job="other")
+        + pod_samples(f"other-{deployment}-7c9f8d6b5d-eeeee", running=1, queued=2, ready=1)
+        + pod_samples(f"{deployment}-7c9f8d6b5d-fffff", running=1, queued=2, ready=1, namespace="x")
+    )
+    assert promql(query, samples) == [({}, 4)]
+    # KEDA reads an empty result as 0 (ignoreNullValues): no pods scraped, no scale-up
+    assert promql(query, []) == []
 
 
 def test_the_gauges_are_the_ones_the_server_exports():

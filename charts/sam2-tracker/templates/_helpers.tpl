@@ -309,17 +309,20 @@ autoscaling.knative.dev/scale-down-delay: {{ . | quote }}
 {{- end }}
 
 {{/*
-The PromQL KEDA asks Prometheus: jobs in flight + queued over this release's predictor pods, one number (KEDA's
-prometheus scaler refuses a result with more than one element and reads an empty one as 0: pkg/scalers/
+The PromQL KEDA asks Prometheus: jobs in flight + queued over this release's serving predictor pods, one number
+(KEDA's prometheus scaler refuses a result with more than one element and reads an empty one as 0: pkg/scalers/
 prometheus_scaler.go, kedacore/keda v2.17.3). The pods of KServe's Deployment `<isvc>-predictor` are named
-`<isvc>-predictor-<template hash>-<suffix>`; `max by (pod)` counts a pod once when two scrapes see it.
+`<isvc>-predictor-<template hash>-<suffix>`; `max by (pod)` counts a pod once when two scrapes see it. The
+product with sam2_tracker_model_ready (0 from SIGTERM on, model/predictor.py start_draining) leaves out the
+jobs of draining pods: they end where they are and need no new replica, and with the long grace of an
+autoscaled release they would otherwise hold a replica for up to a request deadline after each scale-down.
 */}}
 {{- define "sam2-tracker.kedaQuery" -}}
 {{- if .Values.autoscaling.keda.query }}
 {{- .Values.autoscaling.keda.query }}
 {{- else }}
 {{- $selector := printf "{namespace=%q,pod=~%q}" .Release.Namespace (printf "%s-[a-z0-9]+-[a-z0-9]+" (include "sam2-tracker.predictorService" .)) }}
-{{- printf "sum(max by (pod) (sam2_tracker_jobs_in_flight%s + sam2_tracker_queue_depth%s))" $selector $selector }}
+{{- printf "sum(max by (pod) ((sam2_tracker_jobs_in_flight%s + sam2_tracker_queue_depth%s) * sam2_tracker_model_ready%s))" $selector $selector $selector }}
 {{- end }}
 {{- end }}
 
