@@ -34,6 +34,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHART = os.path.join(ROOT, "charts", "sam2-tracker")
 HELM = os.path.join(ROOT, ".tools", "bin", "helm")
 CRDS = os.path.normpath(os.path.join(ROOT, "..", "shared", "crds"))
+# CRDs of the kinds scaling and routing involve beyond ../shared/crds: KEDA (the ScaledObject KServe
+# creates) and Envoy Gateway (BackendTrafficPolicy). Sources and versions: tests/crds/SOURCES.md.
+LOCAL_CRDS = os.path.join(ROOT, "tests", "crds")
 K8S_VERSION = "1.33.0"
 RELEASE, NAMESPACE = "sam2-tracker", "ml"
 
@@ -44,18 +47,27 @@ VARIANTS = ["default"] + sorted(
 )
 # What each variant exists to render (a variant that silently renders nothing new is a broken test).
 EXPECTED_KINDS = {
-    "default": {"InferenceService", "ServiceAccount", "HTTPRoute", "Pod"},
-    "httproute": {"HTTPRoute"},
-    "virtualservice": {"VirtualService"},
+    "default": {
+        "InferenceService",
+        "ServiceAccount",
+        "HTTPRoute",
+        "BackendTrafficPolicy",
+        "PodMonitor",
+        "Pod",
+    },
+    "httproute": {"HTTPRoute", "BackendTrafficPolicy"},
+    "virtualservice": {"VirtualService", "DestinationRule"},
     "ingress": {"Ingress"},
-    "none": set(),
+    "none": {"PodMonitor"},
     "podmonitor": {"PodMonitor"},
     "servicemonitor": {"ServiceMonitor"},
     "pvc": set(),
     "knative": {"VirtualService", "PodMonitor"},
     "cpu": set(),
     "networkpolicy": {"NetworkPolicy", "PodMonitor"},
-    "kserve015": {"HTTPRoute"},
+    "kserve015": {"HTTPRoute", "BackendTrafficPolicy"},
+    "hpa": {"HTTPRoute"},
+    "keda": {"BackendTrafficPolicy", "PodMonitor"},
 }
 ROUTE_KINDS = {"HTTPRoute", "VirtualService", "Ingress"}
 # API groups served by CRDs (gateway.networking.k8s.io looks built-in but is not).
@@ -64,6 +76,8 @@ CUSTOM_GROUPS = {
     "gateway.networking.k8s.io",
     "networking.istio.io",
     "monitoring.coreos.com",
+    "gateway.envoyproxy.io",
+    "keda.sh",
 }
 # Endpoints `python -m model` serves (the container contract); {name} is the model name.
 SERVED_PATHS = {"/v2/health/ready", "/v2/health/live", "/v2/models/{name}/ready", "/health"}
@@ -210,12 +224,18 @@ def _strict(schema):
 
 @functools.lru_cache(maxsize=None)
 def crd_schemas():
-    """{(group/version, kind): strict openAPIV3Schema} of every CRD in ../shared/crds."""
+    """{(group/version, kind): strict openAPIV3Schema} of every CRD in ../shared/crds and
+    tests/crds."""
     schemas = {}
-    for name in sorted(os.listdir(CRDS)):
-        if not name.endswith(".yaml"):
-            continue
-        with open(os.path.join(CRDS, name), encoding="utf-8") as f:
+    files = [
+        os.path.join(folder, name)
+        for folder in (CRDS, LOCAL_CRDS)
+        if os.path.isdir(folder)
+        for name in sorted(os.listdir(folder))
+        if name.endswith(".yaml")
+    ]
+    for path in files:
+        with open(path, encoding="utf-8") as f:
             for crd in yaml.safe_load_all(f):
                 if not crd or crd.get("kind") != "CustomResourceDefinition":
                     continue
@@ -230,6 +250,7 @@ def crd_schemas():
                         props.setdefault("apiVersion", {"type": "string"})
                         props.setdefault("kind", {"type": "string"})
                         props.setdefault("metadata", {"type": "object"})
+                        assert key not in schemas, f"two CRDs serve {key}: {path}"
                         schemas[key] = _strict(schema)
     return schemas
 
@@ -242,10 +263,10 @@ def is_custom(obj):
 def validate_object(obj):
     api_version, kind = obj["apiVersion"], obj["kind"]
     if is_custom(obj):
-        if not os.path.isdir(CRDS):
-            pytest.skip(f"CRDs folder {CRDS} is absent: custom kinds cannot be validated")
         schema = crd_schemas().get((api_version, kind))
-        assert schema is not None, f"no CRD in {CRDS} serves {api_version} {kind}"
+        if schema is None and not os.path.isdir(CRDS):
+            pytest.skip(f"CRDs folder {CRDS} is absent: custom kinds cannot be validated")
+        assert schema is not None, f"no CRD in {CRDS} or {LOCAL_CRDS} serves {api_version} {kind}"
         errors = sorted(
             jsonschema.Draft7Validator(schema).iter_errors(obj), key=lambda e: list(e.path)
         )
@@ -508,7 +529,9 @@ def test_helm_test_script_waits_for_readiness(tmp_path):
 def test_default_mode_is_standard_and_knative_is_selectable():
     isvc = one(render(), "InferenceService")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
-    assert isvc["spec"]["predictor"]["scaleMetric"] in ("cpu", "memory")
+    # KEDA by default, which takes no scaleMetric (tests/test_chart_scaling.py has the rest)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    assert "scaleMetric" not in isvc["spec"]["predictor"]
     knative = render("knative")
     kisvc = one(knative, "InferenceService")
     assert kisvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
@@ -625,7 +648,7 @@ def test_validate_values_reports_every_mistake_at_once():
         "--set",
         "weights.source=pvc",
         "--set",
-        "replicas.min=3",
+        "replicas.min=5",
         "--set",
         "server.requestTimeoutSeconds=4000",
         "--set",
@@ -635,7 +658,7 @@ def test_validate_values_reports_every_mistake_at_once():
     assert proc.returncode != 0
     for needle in (
         "weights.pvc.claimName",
-        "replicas.min (3)",
+        "replicas.min (5)",
         "server.requestTimeoutSeconds (4000)",
         "terminationGracePeriodSeconds (20)",
     ):
@@ -660,7 +683,13 @@ def test_manifests_match_the_default_render(tmp_path):
                 f"manifests/{name} differs from the chart: run `make manifests`"
             )
     kinds = {d["kind"] for name in fresh for d in yaml.safe_load_all(open(tmp_path / name)) if d}
-    assert kinds == {"InferenceService", "ServiceAccount", "HTTPRoute"}
+    assert kinds == {
+        "InferenceService",
+        "ServiceAccount",
+        "HTTPRoute",
+        "BackendTrafficPolicy",
+        "PodMonitor",
+    }
 
 
 def _chart_docs():

@@ -378,12 +378,14 @@ def test_validate_values_refuses_limits_below_requests(values, message):
     assert message in fails(*values)
 
 
-def test_keda_needs_its_metrics():
-    """KServe's KEDA path builds the ScaledObject from spec.predictor.autoScaling
-    (keda_reconciler.go)."""
-    assert "autoscaling.class=keda needs autoscaling.autoScalingSpec" in fails(
-        "--set", "autoscaling.class=keda"
-    )
+def test_keda_needs_the_gauges_scraped():
+    """KServe's KEDA path builds the ScaledObject's prometheus trigger from
+    spec.predictor.autoScaling (keda_reconciler.go); the chart's query reads what its PodMonitor
+    scrapes."""
+    err = fails("--set", "monitoring.enabled=false")
+    assert "autoscaling.class=keda reads the sam2_tracker_* gauges from Prometheus" in err
+    render("default", "--set", "monitoring.enabled=false", "--set", "autoscaling.class=hpa")
+    render("default", "--set", "monitoring.enabled=false", "--set", "autoscaling.keda.query=up")
 
 
 def test_limits_compare_as_quantities():
@@ -520,15 +522,18 @@ def test_route_match_helper_knows_the_old_prefix():
             ],
             "predictor.timeoutSeconds (1830) exceeds knative.maxRevisionTimeoutSeconds (600)",
         ),
-        # kserve pkg/apis/serving/v1beta1/inference_service_validation.go
-        # validateScalingKPACompExtension
+        # knative/serving pkg/activator/net/throttler.go newRevisionThrottler: 0 = unlimited
         (
-            ["--set", "autoscaling.metric=cpu"],
-            "autoscaling.metric=cpu is refused by KServe's webhook",
+            ["--set", "predictor.containerConcurrency=0"],
+            "predictor.containerConcurrency (0) must be 1 to 1 + server.maxQueue (3)",
         ),
         (
-            ["--set", "autoscaling.metric=memory"],
-            "autoscaling.metric=memory is refused by KServe's webhook",
+            ["--set", "predictor.containerConcurrency=4"],
+            "predictor.containerConcurrency (4) must be 1 to 1 + server.maxQueue (3)",
+        ),
+        (
+            ["--set-json", 'autoscaling.autoScalingSpec={"metrics":[]}'],
+            "autoscaling.autoScalingSpec configures HPA/KEDA (Standard mode)",
         ),
         (
             ["--set", "predictor.deploymentStrategy.type=Recreate"],
@@ -552,15 +557,15 @@ def test_knative_mistakes_fail_validation(values, message):
 
 
 def test_knative_defaults_fail_with_every_mistake_named():
-    """Switching only the mode: the Standard defaults (1830 s, cpu) would be refused after
-    install."""
+    """Switching only the mode: the Standard defaults (1830 s, an HTTPRoute) would be refused after
+    install. The autoscaling needs no change: Knative mode derives its own (concurrency)."""
     err = fails("--set", "deploymentMode=Knative")
     for needle in (
         "exceeds knative.maxRevisionTimeoutSeconds",
-        "autoscaling.metric=cpu",
         "route.kind=httproute",
     ):
         assert needle in err, err
+    assert "autoscaling" not in err
     assert err.count("invalid values") == 1
 
 
@@ -703,9 +708,26 @@ def test_each_supported_kserve_version_gets_its_mode_names(version, mode):
         assert annotation == KSERVE_MODES[version][mode]
         hpa = annotation == HPA_ANNOTATION.get(version, "Standard")
         assert hpa == (mode == "Standard")
-        metric = isvc["spec"]["predictor"]["scaleMetric"]
-        assert metric in (HPA_METRICS if hpa else KPA_METRICS)
-        if not hpa:
+        metric = isvc["spec"]["predictor"].get("scaleMetric")
+        if hpa:
+            # the Standard validation branch; with autoscalerClass keda it refuses any scaleMetric
+            # (validateScalingKedaCompExtension, v0.15.0..v0.20.0)
+            assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+            assert metric is None
+            fallback = isvc_of(
+                render(
+                    variant,
+                    "--set",
+                    f"kserve.version={version}",
+                    "--set",
+                    f"deploymentMode={alias}",
+                    "--set",
+                    "autoscaling.class=hpa",
+                )
+            )
+            assert fallback["spec"]["predictor"]["scaleMetric"] in HPA_METRICS
+        else:
+            assert metric in KPA_METRICS
             assert "deploymentStrategy" not in isvc["spec"]["predictor"]
         validate_object(isvc)
 

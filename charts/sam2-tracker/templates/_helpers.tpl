@@ -243,12 +243,117 @@ matchLabels:
 {{- .Values.weights.storageUri | default (printf "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_%s.pt" .Values.model.size) }}
 {{- end }}
 
+{{/*
+"true" when the autoscaler may remove pods in Standard mode (replicas.max above replicas.min, an autoscaler
+class that scales). Each removal sends SIGTERM to a pod that may be running a job.
+*/}}
+{{- define "sam2-tracker.autoscaled" -}}
+{{- if and (ne (include "sam2-tracker.serverless" .) "true") (ne .Values.autoscaling.class "none") (gt (int .Values.replicas.max) (int .Values.replicas.min)) }}true{{ end }}
+{{- end }}
+
+{{/*
+Seconds the server lets its admitted jobs finish after SIGTERM (--grace_period): server.gracePeriodSeconds, or,
+when the autoscaler removes pods, the request deadline. A ReplicaSet scales down whichever pods rank first
+(not the idle ones), and jobs take longer than 30 s: bench/capacity.md counts 18-26 jobs cut in 4 hours
+with 30 s. A job ends at the latest --request_timeout after its upload is in (model/job.py: the deadline
+starts there, queueing included) and the draining server admits none, so only an upload still arriving at
+SIGTERM can outlast this grace. Knative mode: the queue-proxy drains first (the user container's preStop waits
+for it, knative/serving pkg/reconciler/revision/resources/deploy.go), so the server gets SIGTERM when idle.
+*/}}
+{{- define "sam2-tracker.gracePeriodSeconds" -}}
+{{- if not (kindIs "invalid" .Values.server.gracePeriodSeconds) }}
+{{- int .Values.server.gracePeriodSeconds }}
+{{- else if eq (include "sam2-tracker.autoscaled" .) "true" }}
+{{- int .Values.server.requestTimeoutSeconds }}
+{{- else }}
+{{- 30 }}
+{{- end }}
+{{- end }}
+
 {{/* Pod termination grace period: longer than the server's drain plus the preStop sleep, plus a margin. */}}
 {{- define "sam2-tracker.terminationGracePeriodSeconds" -}}
 {{- if kindIs "invalid" .Values.predictor.terminationGracePeriodSeconds }}
-{{- add .Values.server.gracePeriodSeconds .Values.lifecycle.preStopSleepSeconds 15 }}
+{{- add (include "sam2-tracker.gracePeriodSeconds" .) .Values.lifecycle.preStopSleepSeconds 15 }}
 {{- else }}
 {{- .Values.predictor.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+Knative mode: containerConcurrency, the jobs the queue-proxy lets into one pod. 1 unless set. Knative's
+activator balances by it (knative/serving pkg/activator/net/throttler.go newRevisionThrottler, knative-v1.23.0):
+0 -> two random choices on its own counts; 1..3 -> the first pod with a free slot; more -> round robin over
+pods with a free slot. Only with 1 is "a free slot" "idle": with 3 (1 + max_queue) the first pod takes three
+jobs while the next idles. The waiting jobs queue in the activator instead (up to 10000 per revision).
+*/}}
+{{- define "sam2-tracker.containerConcurrency" -}}
+{{- if kindIs "invalid" .Values.predictor.containerConcurrency }}1{{ else }}{{ int .Values.predictor.containerConcurrency }}{{ end }}
+{{- end }}
+
+{{/*
+Knative mode: the revision annotations that make the activator the balancer and the queue (knative/serving
+pkg/apis/autoscaling/register.go, knative-v1.23.0). target-burst-capacity -1 keeps the activator in the path
+at any load (pkg/autoscaler/scaling/autoscaler.go: excess burst capacity -1, so pkg/reconciler/autoscaling/
+kpa/kpa.go never switches the revision to Serve mode, where the gateway would round-robin straight to the
+pods). target-utilization-percentage 100: the target is scaleTarget x this (pkg/reconciler/autoscaling/
+resources/target.go ResolveMetricTarget; default 70 %, which would keep 1.43 pods per job in flight).
+KServe copies spec.predictor.annotations onto the revision template (components/predictor.go
+buildObjectMeta, reconcilers/knative/ksvc_reconciler.go createKnativeService, v0.17.0).
+*/}}
+{{- define "sam2-tracker.knativeAnnotations" -}}
+autoscaling.knative.dev/target-burst-capacity: "-1"
+autoscaling.knative.dev/target-utilization-percentage: "100"
+{{- with .Values.knative.scaleDownDelay }}
+autoscaling.knative.dev/scale-down-delay: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The PromQL KEDA asks Prometheus: jobs in flight + queued over this release's serving predictor pods, one number
+(KEDA's prometheus scaler refuses a result with more than one element and reads an empty one as 0: pkg/scalers/
+prometheus_scaler.go, kedacore/keda v2.17.3). The pods of KServe's Deployment `<isvc>-predictor` are named
+`<isvc>-predictor-<template hash>-<suffix>`; `max by (pod)` counts a pod once when two scrapes see it. The
+product with sam2_tracker_model_ready (0 from SIGTERM on, model/predictor.py start_draining) leaves out the
+jobs of draining pods: they end where they are and need no new replica, and with the long grace of an
+autoscaled release they would otherwise hold a replica for up to a request deadline after each scale-down.
+*/}}
+{{- define "sam2-tracker.kedaQuery" -}}
+{{- if .Values.autoscaling.keda.query }}
+{{- .Values.autoscaling.keda.query }}
+{{- else }}
+{{- $selector := printf "{namespace=%q,pod=~%q}" .Release.Namespace (printf "%s-[a-z0-9]+-[a-z0-9]+" (include "sam2-tracker.predictorService" .)) }}
+{{- printf "sum(max by (pod) ((sam2_tracker_jobs_in_flight%s + sam2_tracker_queue_depth%s) * sam2_tracker_model_ready%s))" $selector $selector $selector }}
+{{- end }}
+{{- end }}
+
+{{/*
+spec.predictor.autoScaling in Standard mode (a YAML map, or nothing; Knative mode: nothing): autoscaling.autoScalingSpec, or for keda
+one External metric that KServe turns into the ScaledObject's prometheus trigger (kserve v0.17.0
+pkg/apis/serving/v1beta1/component.go ExternalMetricSource; reconcilers/keda/keda_reconciler.go getKedaMetrics:
+threshold = target.value, no metricType, so KEDA's default AverageValue: replicas = ceil(query / threshold)).
+The webhook wants target.value set and a query (inference_service_validation.go
+validateScalingKedaCompExtension). behavior and authenticationRef exist from v0.16.0; of behavior, the KEDA
+reconciler keeps only the stabilization windows.
+*/}}
+{{- define "sam2-tracker.autoScalingSpec" -}}
+{{- $a := .Values.autoscaling }}
+{{- if eq (include "sam2-tracker.serverless" .) "true" }}
+{{- else if $a.autoScalingSpec }}
+{{- toYaml $a.autoScalingSpec }}
+{{- else if eq $a.class "keda" }}
+{{- $metric := dict "backend" "prometheus" "serverAddress" $a.keda.serverAddress "query" (include "sam2-tracker.kedaQuery" .) }}
+{{- with $a.keda.namespace }}{{ $_ := set $metric "namespace" . }}{{ end }}
+{{- $external := dict "metric" $metric "target" (dict "type" "Value" "value" (toString (int $a.targetJobsPerReplica))) }}
+{{- with $a.keda.authenticationRef }}
+{{- $auth := dict "authenticationRef" (dict "name" .) }}
+{{- with $a.keda.authModes }}{{ $_ := set $auth "authModes" . }}{{ end }}
+{{- $_ := set $external "authenticationRef" $auth }}
+{{- end }}
+{{- $spec := dict "metrics" (list (dict "type" "External" "external" $external)) }}
+{{- if not (kindIs "invalid" $a.scaleDownStabilizationSeconds) }}
+{{- $_ := set $spec "behavior" (dict "scaleDown" (dict "stabilizationWindowSeconds" (int $a.scaleDownStabilizationSeconds))) }}
+{{- end }}
+{{- toYaml $spec }}
 {{- end }}
 {{- end }}
 
@@ -275,7 +380,7 @@ matchLabels:
 - --max_points={{ int64 .Values.server.maxPoints }}
 - --max_queue={{ int64 .Values.server.maxQueue }}
 - --request_timeout={{ int64 .Values.server.requestTimeoutSeconds }}
-- --grace_period={{ int64 .Values.server.gracePeriodSeconds }}
+- --grace_period={{ include "sam2-tracker.gracePeriodSeconds" . }}
 - --spool_dir={{ .Values.server.spoolDir }}
 {{- range .Values.server.extraArgs }}
 - {{ . | quote }}
@@ -303,7 +408,7 @@ only after `helm install` reported success (the InferenceService then never beco
 {{- if gt (int $v.server.requestTimeoutSeconds) (int $v.predictor.timeoutSeconds) }}
 {{- $errors = append $errors (printf "server.requestTimeoutSeconds (%d) must not exceed predictor.timeoutSeconds (%d): the route would cut requests the server still works on" (int $v.server.requestTimeoutSeconds) (int $v.predictor.timeoutSeconds)) }}
 {{- end }}
-{{- $drain := add $v.server.gracePeriodSeconds $v.lifecycle.preStopSleepSeconds }}
+{{- $drain := add (include "sam2-tracker.gracePeriodSeconds" .) $v.lifecycle.preStopSleepSeconds }}
 {{- if and (not $serverless) (le (int (include "sam2-tracker.terminationGracePeriodSeconds" .)) (int $drain)) }}
 {{- $errors = append $errors (printf "predictor.terminationGracePeriodSeconds (%s) must exceed server.gracePeriodSeconds + lifecycle.preStopSleepSeconds (%d), or the kubelet kills a draining job" (include "sam2-tracker.terminationGracePeriodSeconds" .) (int $drain)) }}
 {{- end }}
@@ -311,13 +416,31 @@ only after `helm install` reported success (the InferenceService then never beco
 {{- $errors = append $errors (printf "replicas.min (%d) must not exceed replicas.max (%d)" (int $v.replicas.min) (int $v.replicas.max)) }}
 {{- end }}
 {{- if and (not $serverless) (lt (int $v.replicas.min) 1) }}
-{{- $errors = append $errors "replicas.min must be at least 1 in Standard mode (scale to zero needs deploymentMode=Knative)" }}
+{{- $errors = append $errors "replicas.min must be at least 1 in Standard mode: the KEDA trigger reads gauges the pods export, and with no pod nothing would ever scale the Deployment up again (scale to zero needs deploymentMode=Knative, where the activator holds requests while a pod starts)" }}
 {{- end }}
-{{- if and (not $serverless) (eq $v.autoscaling.class "hpa") (not (has $v.autoscaling.metric (list "cpu" "memory"))) }}
-{{- $errors = append $errors (printf "autoscaling.metric=%s needs deploymentMode=Knative; the HPA of Standard mode scales on cpu or memory" $v.autoscaling.metric) }}
+{{- /* autoscaling: what KServe's webhook and controller accept (kserve pkg/constants/constants.go
+       AutoscalerAllowedClassList: `none` from v0.15.2; component.go: behavior, authenticationRef from v0.16.0) */}}
+{{- if not $serverless }}
+{{- if and (eq $v.autoscaling.class "none") (semverCompare "<0.15.2-0" (include "sam2-tracker.kserveVersion" .)) }}
+{{- $errors = append $errors (printf "autoscaling.class=none needs KServe 0.15.2 or later (kserve.version=%v); 0.15.0 refuses it (\"[none] is not a supported autoscaler class type\")" $v.kserve.version) }}
 {{- end }}
-{{- if and (not $serverless) (eq $v.autoscaling.class "keda") (not $v.autoscaling.autoScalingSpec) }}
-{{- $errors = append $errors "autoscaling.class=keda needs autoscaling.autoScalingSpec (the KEDA metrics, e.g. sam2_tracker_queue_depth from Prometheus)" }}
+{{- if and (eq $v.autoscaling.class "keda") (semverCompare "<0.16.0-0" (include "sam2-tracker.kserveVersion" .)) (not $v.autoscaling.autoScalingSpec) }}
+{{- if $v.autoscaling.keda.authenticationRef }}
+{{- $errors = append $errors (printf "autoscaling.keda.authenticationRef needs KServe 0.16 or later (kserve.version=%v): 0.15's InferenceService has no autoScaling...authenticationRef" $v.kserve.version) }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.autoscaling.scaleDownStabilizationSeconds) }}
+{{- $errors = append $errors (printf "autoscaling.scaleDownStabilizationSeconds needs KServe 0.16 or later (kserve.version=%v): 0.15's InferenceService has no autoScaling.behavior" $v.kserve.version) }}
+{{- end }}
+{{- end }}
+{{- if and (eq $v.autoscaling.class "keda") (not $v.autoscaling.autoScalingSpec) (not $v.autoscaling.keda.query) (not $v.monitoring.enabled) }}
+{{- $errors = append $errors "autoscaling.class=keda reads the sam2_tracker_* gauges from Prometheus: set monitoring.enabled=true (the chart's PodMonitor), or, when your Prometheus scrapes the pods otherwise, your own autoscaling.keda.query; without KEDA and Prometheus use autoscaling.class=hpa" }}
+{{- end }}
+{{- if and (eq $v.autoscaling.class "keda") $v.autoscaling.keda.authModes (not $v.autoscaling.keda.authenticationRef) }}
+{{- $errors = append $errors "autoscaling.keda.authModes needs autoscaling.keda.authenticationRef (the TriggerAuthentication holding the credentials)" }}
+{{- end }}
+{{- if and (eq $v.autoscaling.class "hpa") (eq $v.autoscaling.hpa.metric "cpu") (gt (int $v.autoscaling.hpa.target) 100) }}
+{{- $errors = append $errors (printf "autoscaling.hpa.target (%d) is a CPU utilisation percentage: KServe's webhook wants 1-100" (int $v.autoscaling.hpa.target)) }}
+{{- end }}
 {{- end }}
 {{- /* resources: KServe's webhook fills a missing limit with its default (1 CPU, 2Gi), below our requests */}}
 {{- range $name := list "cpu" "memory" }}
@@ -373,9 +496,12 @@ only after `helm install` reported success (the InferenceService then never beco
 {{- if gt (int $v.predictor.timeoutSeconds) (int $v.knative.maxRevisionTimeoutSeconds) }}
 {{- $errors = append $errors (printf "deploymentMode=Knative: predictor.timeoutSeconds (%d) exceeds knative.maxRevisionTimeoutSeconds (%d), and Knative refuses the revision (its max-revision-timeout-seconds is 600 unless your cluster raised it in config-defaults: then set knative.maxRevisionTimeoutSeconds to that value), or lower predictor.timeoutSeconds and server.requestTimeoutSeconds" (int $v.predictor.timeoutSeconds) (int $v.knative.maxRevisionTimeoutSeconds)) }}
 {{- end }}
-{{- /* kserve pkg/apis/serving/v1beta1/inference_service_validation.go validateScalingKPACompExtension */}}
-{{- if not (has $v.autoscaling.metric (list "concurrency" "rps")) }}
-{{- $errors = append $errors (printf "deploymentMode=Knative: autoscaling.metric=%s is refused by KServe's webhook (\"[%s] is not a supported metric\"); Knative's autoscaler scales on concurrency or rps" $v.autoscaling.metric $v.autoscaling.metric) }}
+{{- $cc := int (include "sam2-tracker.containerConcurrency" .) }}
+{{- if or (lt $cc 1) (gt $cc (add 1 (int $v.server.maxQueue))) }}
+{{- $errors = append $errors (printf "deploymentMode=Knative: predictor.containerConcurrency (%d) must be 1 to 1 + server.maxQueue (%d): 0 lets every request into the pod, where the server refuses all but 1 + server.maxQueue with 503, and more than that the activator counts as free slots the server refuses; leave it null (1) so the activator queues and hands each job to an idle pod" $cc (add 1 (int $v.server.maxQueue))) }}
+{{- end }}
+{{- if $v.autoscaling.autoScalingSpec }}
+{{- $errors = append $errors "deploymentMode=Knative: autoscaling.autoScalingSpec configures HPA/KEDA (Standard mode); Knative's autoscaler scales on concurrency (autoscaling.targetJobsPerReplica)" }}
 {{- end }}
 {{- if $v.predictor.deploymentStrategy }}
 {{- $errors = append $errors "deploymentMode=Knative: predictor.deploymentStrategy is refused by KServe's webhook (\"customizing deploymentStrategy is only supported for raw deployment mode\"); Knative rolls revisions itself" }}
