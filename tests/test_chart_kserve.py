@@ -798,9 +798,10 @@ def test_network_policy_without_a_route_admits_no_gateway():
 # space
 def scratch_mib(container):
     """What the server may write to /tmp: the spooled uploads of the running and the queued jobs
-    (the lead's
-    model/ change: no frame spill file) plus the chart's cache allowance."""
-    return (1 + int(arg(container, "--max_queue"))) * int(arg(container, "--max_upload_mb"))
+    (a place in line is taken before an upload is read; no frame spill file) and the kept videos
+    (--video_cache_mb); the test adds the chart's cache allowance."""
+    return (1 + int(arg(container, "--max_queue"))) * int(arg(container, "--max_upload_mb")) + \
+        int(arg(container, "--video_cache_mb"))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -828,7 +829,7 @@ def test_tmp_size_limit_below_the_need_is_refused():
     err = fails("--set", "tmp.sizeLimit=2Gi")
     assert (
         "tmp.sizeLimit (2Gi) is below what the server may write to /tmp" in err
-        and "4096 MiB" in err
+        and "6144 MiB" in err
     )
     assert "ephemeral-storage (1Gi) is below the /tmp sizeLimit" in fails(
         "--set", "resources.limits.ephemeral-storage=1Gi"

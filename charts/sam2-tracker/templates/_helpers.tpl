@@ -140,9 +140,10 @@ Not `/v2` as a whole: kserve's POST /v2/repository/models/<name>/unload empties 
 {{- mulf (float64 $number) (get $scale $suffix) }}
 {{- end }}
 
-{{/* MiB the server may write under /tmp: the spooled uploads of the running and the queued jobs, and caches. */}}
+{{/* MiB the server may write under /tmp: the spooled uploads of the running and the queued jobs (a place in
+line is taken before an upload is read), the kept videos (--video_cache_mb), and caches. */}}
 {{- define "sam2-tracker.scratchMi" -}}
-{{- add (mul (add 1 .Values.server.maxQueue) .Values.server.maxUploadMb) .Values.tmp.cacheMb }}
+{{- add (mul (add 1 .Values.server.maxQueue) .Values.server.maxUploadMb) .Values.server.videoCacheMb .Values.tmp.cacheMb }}
 {{- end }}
 
 {{/* The /tmp emptyDir's sizeLimit: tmp.sizeLimit, or the scratch space plus 25 %. */}}
@@ -382,6 +383,8 @@ reconciler keeps only the stabilization windows.
 - --request_timeout={{ int64 .Values.server.requestTimeoutSeconds }}
 - --grace_period={{ include "sam2-tracker.gracePeriodSeconds" . }}
 - --spool_dir={{ .Values.server.spoolDir }}
+- --video_cache_mb={{ int64 .Values.server.videoCacheMb }}
+- --video_cache_ttl={{ int64 .Values.server.videoCacheTtlSeconds }}
 {{- range .Values.server.extraArgs }}
 - {{ . | quote }}
 {{- end }}
@@ -461,7 +464,7 @@ only after `helm install` reported success (the InferenceService then never beco
 {{- $scratchMi := int (include "sam2-tracker.scratchMi" .) }}
 {{- $tmpMi := divf (include "sam2-tracker.quantity" (include "sam2-tracker.tmpSizeLimit" .)) 1048576.0 }}
 {{- if lt $tmpMi (float64 $scratchMi) }}
-{{- $errors = append $errors (printf "tmp.sizeLimit (%v) is below what the server may write to /tmp: (1 + server.maxQueue) x server.maxUploadMb + tmp.cacheMb = %d MiB; the kubelet would evict the pod with every job on it (leave tmp.sizeLimit empty to derive it)" $v.tmp.sizeLimit $scratchMi) }}
+{{- $errors = append $errors (printf "tmp.sizeLimit (%v) is below what the server may write to /tmp: (1 + server.maxQueue) x server.maxUploadMb + server.videoCacheMb + tmp.cacheMb = %d MiB; the kubelet would evict the pod with every job on it (leave tmp.sizeLimit empty to derive it)" $v.tmp.sizeLimit $scratchMi) }}
 {{- end }}
 {{- if and $storageLimit (ne $v.tmp.medium "Memory") (lt (divf (include "sam2-tracker.quantity" $storageLimit) 1048576.0) $tmpMi) }}
 {{- $errors = append $errors (printf "resources.limits.ephemeral-storage (%v) is below the /tmp sizeLimit (%s)" $storageLimit (include "sam2-tracker.tmpSizeLimit" .)) }}
