@@ -339,3 +339,24 @@ def test_the_zip_is_a_zip_through_the_doors(door, videos):
     assert names[:7] == [f"masks/{i:05d}.png" for i in range(5, 12)]
     assert names[7:12] == [f"masks/{i:05d}.png" for i in range(4, -1, -1)]
     assert names[-1] == "manifest.json" and r.headers["content-type"] == "application/zip"
+
+
+def test_a_bug_is_a_500_naming_the_request_and_logged_with_its_traceback(tmp_path, videos,
+                                                                          caplog):
+    class Broken(FakeEngine):
+        def track(self, *args, **kwargs):
+            raise KeyError("an internal detail")
+            yield  # a generator, as the engine is
+
+    app, *_ = build(tmp_path, engine=Broken())
+    with TestClient(app) as client, caplog.at_level("ERROR", logger="model"):
+        before = count("track", "error")
+        r = client.post("/track", params={"points": "60,96"}, content=videos["good"],
+                        headers={"X-Request-Id": "bug-1"})
+    assert r.status_code == 500 and "bug-1" in r.json()["error"]
+    assert "internal detail" not in r.json()["error"]
+    assert count("track", "error") == before + 1
+    (record,) = [r for r in caplog.records if "bug-1" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info and \
+        "KeyError" in "".join(__import__("traceback").format_exception(*record.exc_info))
+    assert os.listdir(tmp_path / "spool") == ["videos"] or os.listdir(tmp_path / "spool") == []

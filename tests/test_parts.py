@@ -374,3 +374,18 @@ def test_video_seeking_gives_the_frames_of_a_sequential_decode(tmp_path, codec, 
             again = list(reader.frames_between(start, end))
             assert [i for i, _ in again] == list(range(start, end))
             assert all(np.array_equal(f, frames[i]) for i, f in again)
+
+
+def test_a_spill_that_would_not_fit_is_refused_with_507(tmp_path, monkeypatch):
+    import collections
+
+    import model.spill as spill_mod
+
+    Usage = collections.namedtuple("Usage", "total used free")
+    monkeypatch.setattr(spill_mod.shutil, "disk_usage", lambda path: Usage(1, 1, 10 * 2**20))
+    feed = FrameFeed(Unseekable(_frames(30)), 256, FeedPlan(first=20, prompted=(20,)),
+                     spool_dir=str(tmp_path)).start()
+    with pytest.raises(InsufficientStorage, match="MiB are free") as err:
+        feed.wait_done()
+    feed.close()
+    assert verdict(err.value).http == 507 and err.value.retry_after

@@ -200,3 +200,22 @@ def test_metrics_move_after_a_request(server, video24):
                  "sam2_tracker_frames_per_second_count", "sam2_tracker_video_frames_count",
                  "request_predict_seconds_count"):
         assert name in after, name
+
+
+def test_reverse_pass_decodes_h264_again_with_identical_masks(server, video_dir, library):
+    """H.264 with B-frames and 12-frame GOPs, clicked on frame 30: the 30 earlier frames are
+    decoded again chunk by chunk from keyframes (nothing is spilled) and the masks are the
+    library's on the frames a sequential decode gives."""
+    from support.videos import write_av_video
+
+    video = write_av_video(os.path.join(video_dir, "gop12.mp4"), 40, 320, 192, gop=12, bframes=2)
+    r = post_raw(server, video, {"frame_idx": 30, "points": "%d,%d" % POINT})
+    assert r.status_code == 200, r.text
+    masks, manifest = read_masks(r.content)
+    assert manifest["video"]["codec"] == "h264" and manifest["video"]["frame_count"] == 40
+    frames = decode_rgb(video)
+    ref = track_with_library(library, frames, 30, points=[POINT])
+    assert sorted(masks) == sorted(ref) == list(range(40))
+    for f in ref:
+        assert np.array_equal(masks[f], ref[f]), f"frame {f}: IoU {iou(masks[f], ref[f]):.4f}"
+    assert server.spool_files() == []
