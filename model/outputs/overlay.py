@@ -1,11 +1,16 @@
-"""One preview frame: the video frame with each object's mask blended in its palette colour and
-outlined, padded to even sides (H.264 in yuv420p halves the chroma planes)."""
+"""One preview frame: the video frame with each object's mask blended in its palette colour (the
+DAVIS colour of its obj_id, as in format=palette) and outlined in that hue, padded to even sides
+(H.264 in yuv420p halves the chroma planes)."""
 
 import numpy as np
 
 from .labels import COLOURS
 
 ALPHA_SHIFT = 1  # blend = (pixel + colour) / 2: half the picture, half the object's colour
+# Outlines in the same hue at full brightness: DAVIS colours are dark (128 for objects 1-7), and a
+# (128, 128, 0) outline vanishes on a (128, 128, 0) tint.
+_PEAK = np.maximum(COLOURS.max(axis=1, keepdims=True), 1).astype(np.uint16)
+OUTLINE_COLOURS = (COLOURS.astype(np.uint16) * 255 // _PEAK).astype(np.uint8)
 
 
 def outline(labels: np.ndarray, thickness: int) -> np.ndarray:
@@ -31,7 +36,7 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, thickness: int) -> np.ndarray:
     blended = ((rgb.astype(np.uint16) + colour) >> ALPHA_SHIFT).astype(np.uint8)
     out[inside] = blended[inside]
     edge = outline(labels, thickness)
-    out[edge] = colour[edge]
+    out[edge] = OUTLINE_COLOURS[labels[edge]]
     return out
 
 

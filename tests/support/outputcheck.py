@@ -13,6 +13,9 @@ from PIL import Image
 
 # sha256 of DAVIS_PALETTE in facebookresearch/sam2 tools/vos_inference.py at 2b90b9f (768 bytes).
 SAM2_DAVIS_PALETTE_SHA256 = "ec76f86cfddd0f4c0768796cda862d8f5099af416b298a406db7e84b55136fc9"
+# Its first entries, as sam2's literal spells them (obj_id -> r, g, b).
+DAVIS_COLOURS = {1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 4: (0, 0, 128),
+                 5: (128, 0, 128), 6: (0, 128, 128), 7: (128, 128, 128)}
 
 
 def smallest_id_wins(per_object: dict, shape) -> np.ndarray:
@@ -91,6 +94,33 @@ def video_frame(path: str, index: int) -> np.ndarray:
             if i == index:
                 return frame.to_ndarray(format="rgb24")
     raise IndexError(index)
+
+
+def check_colours(frame: np.ndarray, original: np.ndarray, labels: np.ndarray) -> int:
+    """Inside an object (away from its outline): half the picture, half the palette colour;
+    outside every object: the picture. Compared as local means (7x7), which H.264's losses on
+    the test videos' pixel noise leave within a few levels. Returns the objects checked (those
+    with an inside left after taking 5 pixels off their border)."""
+    import cv2
+
+    def local(img):
+        return cv2.blur(img.astype(np.float32), (7, 7))
+
+    kernel = np.ones((11, 11), np.uint8)
+    got = local(frame)
+    outside = cv2.erode((labels == 0).astype(np.uint8), kernel) > 0
+    if outside.sum() > 50:
+        assert np.abs(got - local(original))[outside].mean() < 3
+    checked = 0
+    for obj_id in set(np.unique(labels).tolist()) - {0}:
+        inside = cv2.erode((labels == obj_id).astype(np.uint8), kernel) > 0
+        if inside.sum() < 50:
+            continue
+        expected = local((original.astype(np.float32) + DAVIS_COLOURS[obj_id]) / 2)
+        assert np.abs(got - expected)[inside].mean() < 4, obj_id
+        assert np.abs(got - local(original))[inside].mean() > 20, obj_id
+        checked += 1
+    return checked
 
 
 # --- a real browser -------------------------------------------------------------------------
