@@ -185,6 +185,8 @@ def server_part(workdir: str, frames: int) -> None:
     try:
         one_request(server, short_video, {"points": "120,96", "frame_idx": 50,
                                           "preview": "mp4"}, "warm-up", [])
+        one_request(server, short_video, {"points": "120,96", "frame_idx": 50},
+                    "100 frames, no preview", rows)
         one_request(server, short_video, {"points": "120,96", "frame_idx": 50,
                                           "preview": "mp4"}, "100 frames", rows)
         long = one_request(server, long_video, {"points": "120,96", "frame_idx": frames // 2,
@@ -198,10 +200,11 @@ def server_part(workdir: str, frames: int) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         p = r["preview"]
+        encode = f"{p['encode_s']:.1f} ({p['finish_s']:.1f})" if p else "-"
+        scratch = f"{p['scratch_label_bytes'] / 1024:.0f}" if p else "-"
         print(f"| {r['label']} | {r['frames']} | {r['elapsed']:.1f} | "
-              f"{r['frames'] / r['elapsed']:.2f} | {r['peak']:.0f} | {p['encode_s']:.1f} "
-              f"({p['finish_s']:.1f}) | {r['mp4'] / MIB:.2f} | "
-              f"{p['scratch_label_bytes'] / 1024:.0f} |")
+              f"{r['frames'] / r['elapsed']:.2f} | {r['peak']:.0f} | {encode} | "
+              f"{r['mp4'] / MIB:.2f} | {scratch} |")
     print(f"\nServer RSS along the {frames}-frame request (frames received -> VmRSS MiB):")
     step = max(1, len(long["samples"]) // 12)
     print(", ".join(f"{n} -> {m:.0f}" for n, m in long["samples"][::step]))

@@ -104,7 +104,8 @@ class Job:
             job = cls(request, ticket, reader, feed, masks, ChunkStream(loop),
                       deadline=time.monotonic() + config.request_timeout,
                       preview_source=PreviewSource(reader.path, info, config.limits,
-                                                   config.spool_dir))
+                                                   config.spool_dir,
+                                                   request.cancellation.event))
         except BaseException:
             if feed is not None:
                 feed.close()

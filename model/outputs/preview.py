@@ -24,6 +24,7 @@ prompt late in a long video makes the end of the answer wait for it (see bench/)
 import os
 import shutil
 import tempfile
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..errors import Cancelled
 from ..video import VideoInfo, VideoLimits, VideoReader
 from .overlay import even_size, outline_thickness, overlay, pad_even
 
@@ -49,6 +51,7 @@ class PreviewSource:
     info: VideoInfo
     limits: VideoLimits
     spool_dir: str
+    cancelled: Optional[threading.Event] = None  # the request's: stops the last step early
 
 
 class LabelStore:
@@ -227,6 +230,8 @@ class Preview:
                                self.rate)
             try:
                 for i, rgb in self._reader.frames_between(lo, self._start):
+                    if self._source.cancelled is not None and self._source.cancelled.is_set():
+                        raise Cancelled("the request stopped while the preview was finished")
                     backward.encode(self._draw(rgb, self._store.get(i, self._shape)))
             finally:
                 backward.close()
