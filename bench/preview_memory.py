@@ -120,7 +120,8 @@ def encode_part(sizes, workdir: str) -> None:
 _ENTRY = re.compile(rb"PK\x03\x04.{26}masks/(\d{5})\.png", re.S)
 
 
-def one_request(server, video: str, params: dict, label: str, rows: list) -> dict:
+def one_request(server, video: str, params: dict, label: str, rows: list,
+                live: bool = False) -> dict:
     import requests
 
     pid = server.proc.pid
@@ -132,6 +133,9 @@ def one_request(server, video: str, params: dict, label: str, rows: list) -> dic
     def sample():
         while not state["done"]:
             samples.append((state["frames"], rss_mib(pid)))
+            if live and len(samples) % 15 == 1:  # every 30 s, for a run cut short
+                print(f"  {label}: {time.monotonic() - t0:.0f} s, {samples[-1][0]} frames "
+                      f"received, server VmRSS {samples[-1][1]:.0f} MiB", flush=True)
             time.sleep(2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -183,14 +187,14 @@ def server_part(workdir: str, frames: int) -> None:
     server = ServerProcess(checkpoint, workdir, image_size=256).start()
     rows: list = []
     try:
-        one_request(server, short_video, {"points": "120,96", "frame_idx": 50,
-                                          "preview": "mp4"}, "warm-up", [])
+        # The long request first (its RSS is printed as it goes), then the short ones.
+        long = one_request(server, long_video, {"points": "120,96", "frame_idx": frames // 2,
+                                                "preview": "mp4"}, f"{frames} frames", rows,
+                           live=True)
         one_request(server, short_video, {"points": "120,96", "frame_idx": 50},
                     "100 frames, no preview", rows)
         one_request(server, short_video, {"points": "120,96", "frame_idx": 50,
                                           "preview": "mp4"}, "100 frames", rows)
-        long = one_request(server, long_video, {"points": "120,96", "frame_idx": frames // 2,
-                                                "preview": "mp4"}, f"{frames} frames", rows)
     finally:
         server.stop()
     print("\n## Server: tiny @256 on CPU, 320x192, click on the middle frame, "
