@@ -15,6 +15,7 @@ from .accounting import new_request_id, noting, record_of, register_error_handle
 from .cancellation import Cancellation
 from .errors import Cancelled
 from .openapi import TRACK_OPENAPI
+from .outputs.progress import progress_headers
 from .predictor import Sam2Tracker
 from .request import TrackRequest, parse_params
 from .uploads import Received, body_kind, receive
@@ -64,7 +65,8 @@ def add_routes(app: FastAPI, model: Sam2Tracker, store: VideoStore) -> None:
                     watcher.cancel()
         return StreamingResponse(
             noting(record, job.chunks()), media_type=job.media_type,
-            headers={"Content-Disposition": f'attachment; filename="{job.format.filename}"'})
+            headers={"Content-Disposition": f'attachment; filename="{job.format.filename}"',
+                     **progress_headers(job)})
 
     async def health():
         """200 when the model is loaded and serving; 503 while loading or shutting down."""

@@ -26,7 +26,7 @@ from .cancellation import FeedStopped
 from .feed import FrameFeed
 from .mask_prompts import decode_masks
 from .memory import release_free_memory
-from .outputs import open_format
+from .outputs import PreviewSource, open_format
 from .outputs.manifest import build_manifest
 from .outputs.writer import FrameWriter
 from .request import TrackRequest
@@ -55,7 +55,7 @@ class JobConfig:
 class Job:
     def __init__(self, request: TrackRequest, ticket: Ticket, reader: VideoReader,
                  feed: FrameFeed, masks: Dict[str, np.ndarray], stream: ChunkStream,
-                 deadline: float):
+                 deadline: float, preview_source: Optional[PreviewSource] = None):
         self.request = request
         self.ticket = ticket
         self.reader = reader
@@ -64,7 +64,8 @@ class Job:
         self.stream = stream
         self.deadline = deadline
         self.cancellation = request.cancellation
-        self.format = open_format(request.options, request.prompts.long_form, stream.put)
+        self.format = open_format(request.options, request.prompts.long_form, stream.put,
+                                  preview_source)
         self.opened_at = time.monotonic()
         self.timings: dict = {}
         self.frames = 0
@@ -101,7 +102,10 @@ class Job:
             request.cancellation.raise_if_cancelled()
             # The clock starts once the upload is in (a slow upload does not eat the deadline).
             job = cls(request, ticket, reader, feed, masks, ChunkStream(loop),
-                      deadline=time.monotonic() + config.request_timeout)
+                      deadline=time.monotonic() + config.request_timeout,
+                      preview_source=PreviewSource(reader.path, info, config.limits,
+                                                   config.spool_dir,
+                                                   request.cancellation.event))
         except BaseException:
             if feed is not None:
                 feed.close()

@@ -54,7 +54,10 @@ TRACK_OPENAPI = {
         },
     },
     "responses": {
-        "200": {"description": "The masks, streamed while tracking runs.",
+        "200": {"description": "The masks, streamed while tracking runs. Headers: X-Request-Id, "
+                               "X-Expected-Frames (the frames the answer will hold) and "
+                               "X-Expected-Frames-Basis (decoded | container | "
+                               "decoded-so-far).",
                 "content": {"application/zip": {"schema": {"type": "string",
                                                            "format": "binary"}},
                             "application/x-ndjson": {"schema": {"type": "string"}}}},

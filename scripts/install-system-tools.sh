@@ -7,6 +7,7 @@ need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v unzip >/dev/null || need+=(unzip)  # the README's preview example
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "install-system-tools: no apt-get; install ${need[*]} yourself for the tests that use them" >&2

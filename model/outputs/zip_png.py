@@ -15,8 +15,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from .frame import TrackedFrame
+from .labels import label_map
 
 MANIFEST_NAME = "manifest.json"
+PREVIEW_NAME = "preview.mp4"
+_FILE_CHUNK = 1 << 20  # a file goes into the ZIP (and out to the client) a MiB at a time
 
 
 def mask_name(frame_idx: int, obj_id: Optional[int] = None) -> str:
@@ -71,11 +74,38 @@ class ZipStream:
         self.entries += 1
         self._emit(self._sink.take())
 
+    def add_file(self, name: str, path: str) -> None:
+        """A file's bytes as an entry, read and sent a chunk at a time (stored: mp4 is
+        compressed already)."""
+        info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+        info.compress_type = zipfile.ZIP_STORED
+        info.external_attr = 0o644 << 16
+        with open(path, "rb") as src, self._zip.open(info, mode="w", force_zip64=True) as dst:
+            while True:
+                chunk = src.read(_FILE_CHUNK)
+                if not chunk:
+                    break
+                dst.write(chunk)
+                self._emit(self._sink.take())
+        self.entries += 1
+        self._emit(self._sink.take())
+
     def close(self, manifest: dict) -> None:
         """The manifest last (it holds the timings), then the central directory."""
         self.add(MANIFEST_NAME, json.dumps(manifest, indent=2).encode(), compress=True)
         self._zip.close()
         self._emit(self._sink.take())
+
+    def close_with_preview(self, manifest: dict, preview) -> None:
+        """preview.mp4 (when asked for) before the manifest, which then describes it."""
+        if preview is not None:
+            try:
+                path = preview.finish()
+                manifest = {**manifest, "preview": preview.describe()}
+                self.add_file(PREVIEW_NAME, path)
+            finally:
+                preview.abort()  # its scratch files, whatever happened
+        self.close(manifest)
 
     def abort(self) -> None:
         """A job that stopped early: no central directory is ever written (zipfile would write
@@ -90,9 +120,10 @@ class PngZip:
     filename = "masks.zip"
     description = "8-bit grayscale PNG, 0 = background, 255 = object"
 
-    def __init__(self, emit: Callable[[bytes], None], long_form: bool):
+    def __init__(self, emit: Callable[[bytes], None], long_form: bool, preview=None):
         self._zip = ZipStream(emit)
         self._long_form = long_form
+        self._preview = preview  # outputs.preview.Preview, or None
 
     def names(self) -> str:
         return "masks/<obj_id>/{frame_idx:05d}.png" if self._long_form else \
@@ -102,9 +133,13 @@ class PngZip:
         for obj_id, mask in frame.masks.items():
             self._zip.add(mask_name(frame.frame_idx, obj_id if self._long_form else None),
                           encode_png(mask))
+        if self._preview is not None:
+            self._preview.add(frame.frame_idx, label_map(frame.masks))
 
     def close(self, manifest: dict) -> None:
-        self._zip.close(manifest)
+        self._zip.close_with_preview(manifest, self._preview)
 
     def abort(self) -> None:
+        if self._preview is not None:
+            self._preview.abort()
         self._zip.abort()
