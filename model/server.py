@@ -38,6 +38,7 @@ from kserve.utils.utils import to_headers
 from .accounting import REQUEST_ID_HEADER, CountRequests, RequestRecord
 from .errors import BUG, Cancelled, verdict
 from .http import add_routes
+from .http_page import add_page_routes
 from .http_videos import add_video_routes
 from .predictor import Sam2Tracker
 from .uploads import BodyLimit, body_limit_for
@@ -58,6 +59,7 @@ def configure_app(app: FastAPI, model: Sam2Tracker) -> VideoStore:
     s = model.settings
     store = VideoStore(os.path.join(s.spool_dir, "videos"), s.video_cache_mb * 2**20,
                        s.video_cache_ttl, VideoLimits(s.max_frames, s.max_pixels))
+    add_page_routes(app)
     add_routes(app, model, store)
     add_video_routes(app, model, store)
     app.add_middleware(BodyLimit, limit_for=body_limit_for(s.max_upload_bytes),

@@ -456,8 +456,8 @@ NEVER_PUBLIC = [
     "/v2/repository/models/sam2/load",
     "/v2/repository/index",
     "/metrics",
-    "/",
     "/docs",
+    "/openapi.json",
     "/v2",
     "/v1/models/sam2:predict",
 ]
@@ -469,6 +469,9 @@ PUBLIC = [
     "/v2/health/live",
     "/v2/health/ready",
 ]
+# route.webPage (default true): the page at `/` (model/http_page.py, registered before KServe's
+# own `/`), its files, and the kept-video routes it calls (model/http_videos.py).
+PAGE = ["/", "/web/page.js", "/videos", "/videos/0123abcd/frames/3", "/videos/0123abcd/segment"]
 
 
 @pytest.mark.parametrize(
@@ -491,6 +494,16 @@ def test_no_route_exposes_the_model_repository_api(variant, kind):
     docs = render(variant, *extra)
     (route,) = [d for d in docs if d["kind"] in ROUTE_KINDS]
     for path in NEVER_PUBLIC:
+        assert not route_matches(route, path), f"{route['kind']} routes {path}"
+    for path in PUBLIC + PAGE:
+        assert route_matches(route, path), f"{route['kind']} does not route {path}"
+
+
+@pytest.mark.parametrize("kind", ["httproute", "virtualservice", "ingress"])
+def test_route_without_the_web_page_carries_the_api_only(kind):
+    docs = render("default", "--set", f"route.kind={kind}", "--set", "route.webPage=false")
+    (route,) = [d for d in docs if d["kind"] in ROUTE_KINDS]
+    for path in PAGE + NEVER_PUBLIC:
         assert not route_matches(route, path), f"{route['kind']} routes {path}"
     for path in PUBLIC:
         assert route_matches(route, path), f"{route['kind']} does not route {path}"

@@ -70,3 +70,60 @@ def write_av_video(path: str, n: int, width: int = 160, height: int = 96, fps: i
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+INDEX_BITS = 8  # frames 0..255 carry their index as a row of black/white blocks along the top
+
+
+def indexed_frames(n: int, width: int = 256, height: int = 160):
+    """The moving shapes, each frame with its own index drawn on it: a top row of INDEX_BITS
+    blocks (white = 1, most significant first) that survives JPEG and H.264, and the number as
+    text for people."""
+    assert n <= 2 ** INDEX_BITS
+    out = []
+    block = width // INDEX_BITS
+    for i, f in enumerate(frames_of(n, width, height)):
+        f[:24] = 0
+        for b in range(INDEX_BITS):
+            if i >> (INDEX_BITS - 1 - b) & 1:
+                f[2:22, b * block + 2:(b + 1) * block - 2] = 255
+        cv2.putText(f, str(i), (6, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+        out.append(f)
+    return out
+
+
+def read_index(rgb: np.ndarray) -> int:
+    """The index indexed_frames drew on a frame (any scale)."""
+    h, w = rgb.shape[:2]
+    y = round(12 * h / 160)
+    value = 0
+    for b in range(INDEX_BITS):
+        x = round((b + 0.5) * w / INDEX_BITS)
+        value = value << 1 | int(rgb[y, x].mean() > 128)
+    return value
+
+
+def write_vfr_video(path: str, n: int, width: int = 256, height: int = 160) -> str:
+    """indexed_frames as H.264 (with B-frames) at a variable frame rate: frame durations cycle
+    40, 120, 40, 200 ms, so time / nominal fps names the wrong frame after a few frames."""
+    from fractions import Fraction
+
+    import av
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    durations = (40, 120, 40, 200)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"bf": "2", "g": "12"}
+        pts = 0
+        for i, f in enumerate(indexed_frames(n, width, height)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[..., ::-1]), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += durations[i % len(durations)]
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

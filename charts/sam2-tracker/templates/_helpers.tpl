@@ -119,13 +119,23 @@ networking.kserve.io/visibility: cluster-local
 {{- end }}
 
 {{/*
-The path prefixes the route carries (one per line): the tracking door, the model's own v2 endpoints, health.
-Not `/v2` as a whole: kserve's POST /v2/repository/models/<name>/unload empties the model registry.
+The path prefixes the route carries (one per line): the tracking door, the model's own v2 endpoints, health,
+and with route.webPage the page's files and the kept videos it works on. Not `/v2` as a whole: kserve's
+POST /v2/repository/models/<name>/unload empties the model registry. Not `/` as a prefix: /metrics and /docs.
 */}}
 {{- define "sam2-tracker.routePaths" -}}
 /track
 /v2/models/{{ .Values.model.name }}
 /v2/health
+{{- if .Values.route.webPage }}
+/videos
+/web
+{{- end }}
+{{- end }}
+
+{{/* The exact paths the route carries besides: the web page at `/` (model/http_page.py). */}}
+{{- define "sam2-tracker.routeExactPaths" -}}
+{{- if .Values.route.webPage }}/{{ end }}
 {{- end }}
 
 {{/* A Kubernetes quantity as a plain number (bytes or cores), for comparisons: "16Gi" -> 17179869184. */}}
