@@ -2,7 +2,7 @@
 
     python bench/objects.py                 # CPU: tiny @512, 24 frames, 1/2/4/8 objects;
                                             # then the service's peak RSS at 8 objects, 48 vs 144
-    python bench/objects.py --memory-only   # only the peak RSS part
+    python bench/objects.py --memory-only   # only the peak RSS part (--skip-memory: only the table)
     python bench/objects.py --gpu           # the same table on a CUDA device @1024
 
 Both sides get the same video, checkpoint, image size and prompts (one click per object on frame
@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--checkpoint_dir", default=None)
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--memory-only", action="store_true", help="skip the timing table")
+    ap.add_argument("--skip-memory", action="store_true", help="only the timing table")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     device, size = ("cuda", 1024) if args.gpu else ("cpu", 512)
@@ -76,6 +77,8 @@ def main() -> int:
         svc_s = statistics.median(r["time_s"] for r in svc[k]) / n
         lines.append(f"| {k} | {lib_s:.2f} | {svc_s:.2f} | {svc_s / lib_s:.2f} |")
 
+    if args.skip_memory:
+        return _report(lines, args.out)
     # Memory with video length at the largest object count: the server's peak RSS per request.
     # The click is on frame 12: both lengths run forward well past the memory window (15 frames
     # per object, sam2_rules.memory_window), and the backward pass is the same 12 frames, so the
@@ -99,8 +102,12 @@ def main() -> int:
     slope = (peaks[long] - peaks[short]) / (long - short)
     lines += ["", f"Service peak RSS with {k} objects: {peaks[short]:.0f} MiB at {short} frames, "
                   f"{peaks[long]:.0f} MiB at {long} frames: {slope:.2f} MiB per extra frame"]
+    return _report(lines, args.out)
+
+
+def _report(lines, out: str) -> int:
     print("\n".join(lines))
-    with open(os.path.join(args.out, "objects.md"), "w") as f:
+    with open(os.path.join(out, "objects.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     return 0
 

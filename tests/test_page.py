@@ -19,6 +19,7 @@ import requests
 from PIL import Image
 
 from support.outputcheck import browser_paths, read_rle, smallest_id_wins
+from support.server import ServerProcess
 from support.videos import frames_of, read_index, write_vfr_video
 
 pytestmark = pytest.mark.slow
@@ -53,6 +54,15 @@ def browser(tmp_path_factory):
     driver.downloads = downloads
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    """Its own server: the videos the page keeps stay in its store (--video_cache_ttl), and the
+    suite's shared server checks that its spool dir ends empty."""
+    srv = ServerProcess(checkpoint, str(tmp_path_factory.mktemp("page-server"))).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
