@@ -887,6 +887,16 @@ def test_server_flags_the_chart_passes_exist():
             assert a.split("=", 1)[0] in flags, a
 
 
+def test_request_limits_reach_the_server_flags():
+    """server.maxPoints / maxObjects become --max_points / --max_objects; the schema bounds
+    maxObjects by the 255 obj_ids a request can name."""
+    args = isvc_container(render("default", "--set", "server.maxObjects=3",
+                                 "--set", "server.maxPoints=9"))["args"]
+    assert "--max_objects=3" in args and "--max_points=9" in args
+    assert "--max_objects=16" in isvc_container(render("default"))["args"]
+    assert "maxObjects" in fails("--set", "server.maxObjects=300")
+
+
 # --------------------------------------------------------------------------------------------
 # rollouts
 def effective_max_surge(strategy, replicas):

@@ -389,6 +389,7 @@ reconciler keeps only the stabilization windows.
 - --max_frames={{ int64 .Values.server.maxFrames }}
 - --max_pixels={{ int64 .Values.server.maxPixels }}
 - --max_points={{ int64 .Values.server.maxPoints }}
+- --max_objects={{ int64 .Values.server.maxObjects }}
 - --max_queue={{ int64 .Values.server.maxQueue }}
 - --request_timeout={{ int64 .Values.server.requestTimeoutSeconds }}
 - --grace_period={{ include "sam2-tracker.gracePeriodSeconds" . }}
