@@ -28,6 +28,7 @@ from .prompts import ObjectPrompt, Prompts
 from .request import Options, TrackRequest
 from .sam2_rules import (feed_plan, frame_plan, memory_window, padded_prompt,
                          upcast_memories)
+from .shared_work import SharedWork
 
 
 class Tracker:
@@ -40,6 +41,13 @@ class Tracker:
         self.window = memory_window(predictor)
         if device.type != "cuda" and not pad_points:
             upcast_memories(predictor)
+        # Once per frame what the library computes once per object (shared_work.py); not with
+        # --compile (pad_points), whose compiled forward is one graph.
+        self.shared = SharedWork(predictor) if not pad_points else None
+
+    def _forget_frame_work(self) -> None:
+        if self.shared is not None:
+            self.shared.clear()
 
     @property
     def image_size(self) -> int:
@@ -136,7 +144,13 @@ class Tracker:
         Call inside `device_context()`. Closing the generator stops the job after this frame.
         `observe(state)` is called after each frame's pruning (tests check what is kept).
         """
-        observe = observe or (lambda state: None)
+        try:
+            yield from self._track(feed, prompts, masks, width, height, options, max_frames,
+                                   observe or (lambda state: None))
+        finally:
+            self._forget_frame_work()
+
+    def _track(self, feed, prompts, masks, width, height, options, max_frames, observe):
         model, w = self.predictor, self.window
         first = prompts.frames[0]
         # `num_frames` matters to the model only through min(num_frames, max_obj_ptrs_in_encoder)
@@ -193,8 +207,11 @@ class Tracker:
         images = ModelImages(_OneFrame(frame_idx, image), self.device, length=frame_idx + 1)
         state = self._new_state(images, width, height)
         with self.device_context():
-            for prompt in prompts.entries:
-                f, ids, logits = self._add_prompt(state, prompt, masks)
+            try:
+                for prompt in prompts.entries:
+                    f, ids, logits = self._add_prompt(state, prompt, masks)
+            finally:
+                self._forget_frame_work()
             binary = (logits[:, 0] > 0).to("cpu").numpy().astype(np.uint8) * np.uint8(255)
         return TrackedFrame(frame_idx, {int(o): binary[i] for i, o in enumerate(ids)},
                             {int(o): 0.0 for o in ids})

@@ -107,9 +107,14 @@ def assert_identical(got, ref):
 def test_engine_matches_the_library_for_three_objects(tracker, frames, reference, tmp_path):
     from model.request import Options
 
+    hits = tracker.shared.hits
     got, order, _ = run_engine(tracker, frames, PROMPTS, {"m3": MASK}, Options(), tmp_path)
     assert order == list(range(4, 24)) + list(range(3, -1, -1))
     assert_identical(got, reference)
+    # The per-frame work shared between objects (shared_work.py) was used, so the identity above
+    # covers it; the cache lets go of the last frame's features when the video ends.
+    assert tracker.shared.hits - hits >= 20
+    assert tracker.shared.attention.inputs is None
     assert os.listdir(tmp_path) == []  # nothing spilled: the reverse pass decodes again
 
 
