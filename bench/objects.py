@@ -1,15 +1,21 @@
 """Benchmark: several objects, the service against the plain SAM2 library, side by side.
 
-    python bench/objects.py                 # CPU: tiny @512, 24 frames, 1/2/4/8 objects;
-                                            # then the service's peak RSS at 8 objects, 48 vs 144
+    python bench/objects.py                 # CPU: tiny @512, 24 frames, 1/2/4/8 objects, 3 rounds;
+                                            # then the service's peak RSS at 8 objects for 48,
+                                            # 144 and 432 frames
     python bench/objects.py --memory-only   # only the peak RSS part (--skip-memory: only the table)
     python bench/objects.py --gpu           # the same table on a CUDA device @1024
 
 Both sides get the same video, checkpoint, image size and prompts (one click per object on frame
-12, objects spread over the frame), never at the same time. The library runs as its README does
-(bench/library_job.py: JPEG folder, init_state, add_new_points_or_box per object, forward and
-reverse, masks > 0, PNG files per object), timed without building the model; the service is a
-`python -m model` process timed from the upload's first byte to the ZIP's last byte.
+12, objects spread over the frame). The library runs as its README does (bench/library_job.py:
+JPEG folder, init_state, add_new_points_or_box per object, forward and reverse, masks > 0, PNG
+files per object), timed without building the model; the service is a `python -m model` process
+timed from the upload's first byte to the ZIP's last byte. They never run at the same time.
+
+This machine's speed drifts by up to ~10 % between minutes (NOTES.md: ~30 % between runs), more
+than the difference being measured, so each library run is followed at once by the service's run
+of the same object count, and the table gives the median of those pairs' ratios over --repeat
+rounds, with their range.
 """
 
 import argparse
@@ -17,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -39,7 +46,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--objects", default="1,2,4,8")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--lengths", default="48,144,432",
+                    help="video lengths (frames) for the peak-RSS part")
     ap.add_argument("--checkpoint_dir", default=None)
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--memory-only", action="store_true", help="skip the timing table")
@@ -52,57 +61,103 @@ def main() -> int:
     video = run.make_video(os.path.join(args.out, f"bench_{n}.mp4"), n, w, h)
     counts = [int(k) for k in args.objects.split(",")]
     lib, svc = {k: [] for k in counts}, {k: [] for k in counts}
-    for _ in range(0 if args.memory_only else args.repeat):
-        for k in counts:
-            lib[k].append(run.library(video, ckpt, "tiny", size, p, "0,0", device,
-                                      ["--prompts", json.dumps(prompts_for(k, p, w, h))]))
-            print(f"library {k} objects: {lib[k][-1]}", flush=True)
+    if not args.memory_only:
         service = run.Service("tiny", ckpt, size, device)
         try:
             service.track(video, p, "160,96", os.path.join(args.out, "warm.zip"))
-            for k in counts:
-                params = {"prompts": json.dumps(prompts_for(k, p, w, h))}
-                svc[k].append(service.track(video, p, "", os.path.join(args.out, f"o{k}.zip"),
-                                            params=params))
-                print(f"service {k} objects: {svc[k][-1]}", flush=True)
+            for _ in range(args.repeat):
+                for k in counts:
+                    prompts = json.dumps(prompts_for(k, p, w, h))
+                    lib[k].append(run.library(video, ckpt, "tiny", size, p, "0,0", device,
+                                              ["--prompts", prompts]))
+                    svc[k].append(service.track(video, p, "", os.path.join(args.out, f"o{k}.zip"),
+                                                params={"prompts": prompts}))
+                    print(f"{k} objects: library {lib[k][-1]['work_s']:.1f} s, service "
+                          f"{svc[k][-1]['time_s']:.1f} s", flush=True)
         finally:
             service.stop()
     lines = [f"Machine: {run.machine()}",
              f"hiera tiny, image_size {size}, {w}x{h}, {n} frames, one click per object on frame "
-             f"{p}, forward + reverse; median of {args.repeat}", "",
-             "| objects | library s/frame | service s/frame | service / library |",
-             "|---|---|---|---|"]
+             f"{p}, forward + reverse; {args.repeat} rounds, each library run followed by the "
+             "service's", "",
+             "| objects | library s/frame | service s/frame | service / library, median of pairs "
+             "| range |",
+             "|---|---|---|---|---|"]
     for k in counts if not args.memory_only else ():
+        ratios = [s["time_s"] / r["work_s"] for r, s in zip(lib[k], svc[k])]
         lib_s = statistics.median(r["work_s"] for r in lib[k]) / n
         svc_s = statistics.median(r["time_s"] for r in svc[k]) / n
-        lines.append(f"| {k} | {lib_s:.2f} | {svc_s:.2f} | {svc_s / lib_s:.2f} |")
+        lines.append(f"| {k} | {lib_s:.2f} | {svc_s:.2f} | {statistics.median(ratios):.2f} | "
+                     f"{min(ratios):.2f}-{max(ratios):.2f} |")
 
     if args.skip_memory:
         return _report(lines, args.out)
     # Memory with video length at the largest object count: the server's peak RSS per request.
-    # The click is on frame 12: both lengths run forward well past the memory window (15 frames
+    # The click is on frame 12: every length runs forward well past the memory window (15 frames
     # per object, sam2_rules.memory_window), and the backward pass is the same 12 frames, so the
-    # slope is what one more frame costs at steady state (the compact frame store and the
-    # answer's side), not the window filling up.
+    # slope is what one more frame costs at steady state, not the window filling up. The peak of
+    # one request swings by up to ~100 MiB (the allocator; memory.py), so the lengths are far
+    # apart, the slope is a least-squares fit, and VmRSS is also sampled along each request.
     k = max(counts)
-    short, long = 48, 144
+    lengths = [int(f) for f in args.lengths.split(",")]
     videos = {f: run.make_video(os.path.join(args.out, f"bench_{f}.mp4"), f, w, h)
-              for f in (short, long)}
+              for f in lengths}
     service = run.Service("tiny", ckpt, size, device)
+    peaks, halves = {}, {}
     try:
         params = {"prompts": json.dumps(prompts_for(k, p, w, h))}
         service.track(video, p, "", os.path.join(args.out, "warm.zip"), params=params)
-        peaks = {}
         for frames, v in videos.items():
-            r = service.track(v, p, "", os.path.join(args.out, f"mem{frames}.zip"), params=params)
+            with RssSampler(service.proc.pid) as sampler:
+                r = service.track(v, p, "", os.path.join(args.out, f"mem{frames}.zip"),
+                                  params=params)
             peaks[frames] = r["peak_rss_mib"]
-            print(f"service {k} objects, {frames} frames: {r}", flush=True)
+            halves[frames] = sampler.halves()
+            print(f"service {k} objects, {frames} frames: {r}; sampled VmRSS max in the first / "
+                  f"second half: {halves[frames]}", flush=True)
     finally:
         service.stop()
-    slope = (peaks[long] - peaks[short]) / (long - short)
-    lines += ["", f"Service peak RSS with {k} objects: {peaks[short]:.0f} MiB at {short} frames, "
-                  f"{peaks[long]:.0f} MiB at {long} frames: {slope:.2f} MiB per extra frame"]
+    slope = _fit_slope(peaks)
+    lines += ["", f"Service peak RSS (VmHWM of the request) with {k} objects:", "",
+              "| frames | peak RSS MiB | sampled VmRSS max, 1st half / 2nd half MiB |",
+              "|---|---|---|"]
+    lines += [f"| {f} | {peaks[f]:.0f} | {halves[f][0]:.0f} / {halves[f][1]:.0f} |"
+              for f in lengths]
+    lines += ["", f"Slope (least squares over the peaks): {slope:.2f} MiB per extra frame"]
     return _report(lines, args.out)
+
+
+class RssSampler:
+    """VmRSS of a process every 0.5 s while a request runs (a thread of this process)."""
+
+    def __init__(self, pid: int, every: float = 0.5):
+        self.pid, self.every, self.samples = pid, every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self.samples.append(run.status_kib(self.pid, "VmRSS") / 1024)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def halves(self):
+        """Max VmRSS in the first and the second half of the request (flat memory: equal)."""
+        mid = len(self.samples) // 2
+        return (max(self.samples[:mid], default=float("nan")),
+                max(self.samples[mid:], default=float("nan")))
+
+
+def _fit_slope(peaks: dict) -> float:
+    xs = list(peaks)
+    mx, my = statistics.mean(xs), statistics.mean(peaks.values())
+    return sum((x - mx) * (peaks[x] - my) for x in xs) / sum((x - mx) ** 2 for x in xs)
 
 
 def _report(lines, out: str) -> int:
