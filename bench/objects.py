@@ -76,13 +76,15 @@ def main() -> int:
                           f"{svc[k][-1]['time_s']:.1f} s", flush=True)
         finally:
             service.stop()
-    lines = [f"Machine: {run.machine()}",
-             f"hiera tiny, image_size {size}, {w}x{h}, {n} frames, one click per object on frame "
-             f"{p}, forward + reverse; {args.repeat} rounds, each library run followed by the "
-             "service's", "",
-             "| objects | library s/frame | service s/frame | service / library, median of pairs "
-             "| range |",
-             "|---|---|---|---|---|"]
+    lines = [f"Machine: {run.machine()}"]
+    if not args.memory_only:
+        lines += [
+            f"hiera tiny, image_size {size}, {w}x{h}, {n} frames, one click per object on frame "
+            f"{p}, forward + reverse; {args.repeat} rounds, each library run followed by the "
+            "service's", "",
+            "| objects | library s/frame | service s/frame | service / library, median of pairs "
+            "| range |",
+            "|---|---|---|---|---|"]
     for k in counts if not args.memory_only else ():
         ratios = [s["time_s"] / r["work_s"] for r, s in zip(lib[k], svc[k])]
         lib_s = statistics.median(r["work_s"] for r in lib[k]) / n

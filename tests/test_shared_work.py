@@ -62,7 +62,7 @@ def test_objects_of_a_frame_share_the_first_self_attention_bit_for_bit(pair):
     shared, attention, plain = pair
     feats, pos = frame_features()
     with torch.inference_mode():
-        for n in range(3):
+        for _ in range(3):
             memory = object_memory()
             assert torch.equal(call(attention, feats, pos, memory), call(plain, feats, pos, memory))
     # computed for the first object, reused for the other two
