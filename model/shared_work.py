@@ -19,6 +19,7 @@ the same features would be the next candidate, but it is 0.4 % (0.07 s). Not use
 --compile: the compiled forward is one graph.
 """
 
+import threading
 from typing import Callable, Optional, Tuple
 
 
@@ -60,12 +61,15 @@ class SharedWork:
     def __init__(self, model):
         self.attention = LastResult()
         self.computed = 0  # how many times the shared step really ran
-        self._key: Optional[Tuple] = None
+        # Two objects of a frame may run at once (object_lanes.py): the key is per thread, and
+        # the second waits for the first's result rather than computing it again.
+        self._local = threading.local()
+        self._lock = threading.Lock()
         self._install_attention(model.memory_attention)
 
     def clear(self) -> None:
-        self.attention.clear()
-        self._key = None
+        with self._lock:
+            self.attention.clear()
 
     @property
     def hits(self) -> int:
@@ -78,23 +82,26 @@ class SharedWork:
         def remember_input(module, args, kwargs):
             curr, pos = kwargs.get("curr"), kwargs.get("curr_pos")
             # The layer-0 input is curr + 0.1 * curr_pos: both tensors are the key.
-            self._key = (_first(curr), _first(pos)) if curr is not None and pos is not None \
-                else None
+            self._local.key = (_first(curr), _first(pos)) \
+                if curr is not None and pos is not None else None
 
         def forget_input(module, args, output):
-            self._key = None
+            self._local.key = None
 
         def forward_sa(tgt, query_pos):
-            key = self._key
-            if key is not None:
+            key = getattr(self._local, "key", None)
+            if key is None:
+                out = compute(tgt, query_pos)
+                with self._lock:
+                    self.computed += 1
+                return out
+            with self._lock:
                 out = self.attention.get(key)
-                if out is not None:
-                    return out
-            out = compute(tgt, query_pos)
-            self.computed += 1
-            if key is not None:
-                self.attention.put(key, out)
-            return out
+                if out is None:
+                    out = compute(tgt, query_pos)
+                    self.computed += 1
+                    self.attention.put(key, out)
+                return out
 
         attention.register_forward_pre_hook(remember_input, with_kwargs=True)
         attention.register_forward_hook(forget_input)
