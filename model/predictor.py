@@ -62,7 +62,8 @@ def build_sam2_engine(settings: Settings):
                                       image_size=settings.image_size,
                                       compile_model=settings.compile)
     log_extension_status(device)
-    engine = Tracker(predictor, device, pad_points=settings.compile)
+    engine = Tracker(predictor, device, pad_points=settings.compile,
+                     object_lanes=settings.object_lanes)
     return engine, {"device": str(device), "checkpoint": os.path.basename(checkpoint)}
 
 

@@ -31,10 +31,19 @@ from .sam2_rules import (feed_plan, frame_plan, memory_window, padded_prompt,
 from .shared_work import SharedWork
 
 
+def _object_lanes(predictor):
+    """Two objects at a time on a CPU (object_lanes.py); pointless on a single thread."""
+    import torch
+
+    from .object_lanes import ObjectLanes
+
+    return ObjectLanes(predictor) if torch.get_num_threads() >= 2 else None
+
+
 class Tracker:
     """Owns the model; `track` runs one video. One call at a time (the scheduler ensures it)."""
 
-    def __init__(self, predictor, device, pad_points: bool = False):
+    def __init__(self, predictor, device, pad_points: bool = False, object_lanes: bool = False):
         self.predictor = predictor
         self.device = device
         self.pad_points = pad_points
@@ -44,10 +53,14 @@ class Tracker:
         # Once per frame what the library computes once per object (shared_work.py); not with
         # --compile (pad_points), whose compiled forward is one graph.
         self.shared = SharedWork(predictor) if not pad_points else None
+        self.lanes = _object_lanes(predictor) \
+            if object_lanes and device.type == "cpu" and not pad_points else None
 
     def _forget_frame_work(self) -> None:
         if self.shared is not None:
             self.shared.clear()
+        if self.lanes is not None:
+            self.lanes.clear()
 
     @property
     def image_size(self) -> int:

@@ -63,7 +63,8 @@ def tracker(checkpoint):
     from model.tracking import Tracker
 
     predictor = build_video_predictor("tiny", checkpoint, "cpu", image_size=IMAGE_SIZE)
-    return Tracker(predictor, torch.device("cpu"))
+    # With --object_lanes (object_lanes.py), so that the equivalence below covers them too.
+    return Tracker(predictor, torch.device("cpu"), object_lanes=True)
 
 
 def run_engine(tracker, frames, prompts, masks, options, tmp_path):
@@ -108,6 +109,9 @@ def test_engine_matches_the_library_for_three_objects(tracker, frames, reference
     from model.request import Options
 
     hits = tracker.shared.hits
+    # Lanes run on a CPU with 2+ threads, as here and in CI.
+    assert torch.get_num_threads() < 2 or tracker.lanes is not None
+    paired = tracker.lanes.paired if tracker.lanes else 0
     got, order, _ = run_engine(tracker, frames, PROMPTS, {"m3": MASK}, Options(), tmp_path)
     assert order == list(range(4, 24)) + list(range(3, -1, -1))
     assert_identical(got, reference)
@@ -115,6 +119,10 @@ def test_engine_matches_the_library_for_three_objects(tracker, frames, reference
     # covers it; the cache lets go of the last frame's features when the video ends.
     assert tracker.shared.hits - hits >= 20
     assert tracker.shared.attention.inputs is None
+    if tracker.lanes:
+        # ...and so were the lanes: two objects side by side on every one of the 24 frames.
+        assert tracker.lanes.paired - paired >= 2 * 24
+        assert tracker.lanes._pending == {}
     assert os.listdir(tmp_path) == []  # nothing spilled: the reverse pass decodes again
 
 
