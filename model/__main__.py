@@ -53,6 +53,7 @@ def download_main(argv) -> int:
 
 def serve_main(argv) -> int:
     from .checkpoints import CheckpointError, resolve_checkpoint
+    from .memory import keep_freed_pages
     from .predictor import Sam2Tracker
     from .server import TrackerServer, configure_grpc_limits
     from .settings import build_parser, settings_from_args
@@ -71,6 +72,9 @@ def serve_main(argv) -> int:
         return 2
     os.makedirs(settings.spool_dir, exist_ok=True)
     harden_ffmpeg()
+    if keep_freed_pages():
+        logging.getLogger("model").info("heap: large buffers reused, trimmed only when it grows "
+                                        "(set MALLOC_* or GLIBC_TUNABLES to choose otherwise)")
     configure_grpc_limits(settings.max_upload_bytes * 4 // 3 + 2**20)
     model = Sam2Tracker(settings)
     server = TrackerServer(

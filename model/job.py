@@ -25,7 +25,7 @@ from .errors import BadInput, Cancelled, DeadlineExceeded, translate_library_err
 from .cancellation import FeedStopped
 from .feed import FrameFeed
 from .mask_prompts import decode_masks
-from .memory import release_free_memory
+from .memory import HeapWatch, release_free_memory
 from .outputs import PreviewSource, open_format
 from .outputs.manifest import build_manifest
 from .outputs.writer import FrameWriter
@@ -36,10 +36,9 @@ from .stream import ChunkStream
 from .video import VideoLimits, VideoReader, open_video
 
 logger = logging.getLogger(__name__)
-# Hand freed heap pages back every 8 frames, at most every 2 s. The pages come back as page faults
-# on the next frames: trimming every frame cost 8 % of the speed at image_size 512 on 2 cores,
-# every 4th frame ~5 %, every 8th nothing measurable. See memory.py.
-TRIM_EVERY_FRAMES, TRIM_MIN_SECONDS = 8, 2.0
+# Every 8 frames, a look at the resident size (a /proc read, ~10 us); the heap is trimmed only when
+# it grew (memory.py): trimmed pages come back as page faults on the next frames.
+CHECK_HEAP_EVERY_FRAMES = 8
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class Job:
         metrics.QUEUE_SECONDS.observe(started - admitted)
         writer = FrameWriter(self.format)
         error: Optional[BaseException] = None
-        trimmed = started
+        heap = HeapWatch()
         try:
             self.check()
             info = self.reader.info
@@ -147,10 +146,8 @@ class Job:
                             metrics.FIRST_MASK_SECONDS.observe(first_s)
                         writer.put(frame)
                         self.frames += 1
-                        if self.frames % TRIM_EVERY_FRAMES == 0 and \
-                                time.monotonic() - trimmed > TRIM_MIN_SECONDS:
-                            release_free_memory()
-                            trimmed = time.monotonic()
+                        if self.frames % CHECK_HEAP_EVERY_FRAMES == 0:
+                            heap.check()
                         self.check()
                 finally:
                     frames.close()
