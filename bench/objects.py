@@ -5,17 +5,29 @@
                                             # 144 and 432 frames
     python bench/objects.py --memory-only   # only the peak RSS part (--skip-memory: only the table)
     python bench/objects.py --gpu           # the same table on a CUDA device @1024
+    python bench/objects.py --concurrent    # CPU: each pair at the same time, one core and one
+                                            # torch thread each (the low-noise comparison)
 
 Both sides get the same video, checkpoint, image size and prompts (one click per object on frame
 12, objects spread over the frame). The library runs as its README does (bench/library_job.py:
 JPEG folder, init_state, add_new_points_or_box per object, forward and reverse, masks > 0, PNG
 files per object), timed without building the model; the service is a `python -m model` process
-timed from the upload's first byte to the ZIP's last byte. They never run at the same time.
+timed from the upload's first byte to the ZIP's last byte. By default they never run at the
+same time.
 
 This machine's speed drifts by up to ~10 % between minutes (NOTES.md: ~30 % between runs), more
-than the difference being measured, so each library run is followed at once by the service's run
-of the same object count, and the table gives the median of those pairs' ratios over --repeat
-rounds, with their range.
+than the difference being measured, so each library run is paired with the service's run of the
+same object count right beside it (library first in even rounds, service first in odd ones, so a
+steady drift within a pair does not favour either side), and the table gives the median and the
+geometric mean of those pairs' ratios over --repeat rounds, their range, and in how many pairs
+the service was faster.
+
+`--concurrent` takes the drift out instead: the library and the service of a pair run at the same
+time, each pinned to its own core with one torch thread (OMP_NUM_THREADS=1), and they swap cores
+every round. Both then see the same minutes of this machine. This machine's two cores do not slow
+each other (two 1-thread GEMM loops, one per core: 95-99 GFLOP/s each, alone 90-98). It compares
+the work each side does per frame, not how well torch's two threads scale, which is the part of
+the default table that drifts most.
 """
 
 import argparse
@@ -53,7 +65,13 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--memory-only", action="store_true", help="skip the timing table")
     ap.add_argument("--skip-memory", action="store_true", help="only the timing table")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="each pair at once, one core and one torch thread each (CPU)")
     args = ap.parse_args()
+    if args.concurrent:
+        if args.gpu or len(os.sched_getaffinity(0)) < 2:
+            ap.error("--concurrent needs a CPU run and two cores")
+        os.environ["OMP_NUM_THREADS"] = "1"  # both sides inherit it
     os.makedirs(args.out, exist_ok=True)
     device, size = ("cuda", 1024) if args.gpu else ("cpu", 512)
     w, h, p, n = 320, 192, 12, 24
@@ -68,10 +86,27 @@ def main() -> int:
             for _ in range(args.repeat):
                 for k in counts:
                     prompts = json.dumps(prompts_for(k, p, w, h))
-                    lib[k].append(run.library(video, ckpt, "tiny", size, p, "0,0", device,
-                                              ["--prompts", prompts]))
-                    svc[k].append(service.track(video, p, "", os.path.join(args.out, f"o{k}.zip"),
-                                                params={"prompts": prompts}))
+
+                    def library(k=k, prompts=prompts):
+                        lib[k].append(run.library(video, ckpt, "tiny", size, p, "0,0", device,
+                                                  ["--prompts", prompts]))
+
+                    def service_run(k=k, prompts=prompts):
+                        svc[k].append(service.track(
+                            video, p, "", os.path.join(args.out, f"o{k}.zip"),
+                            params={"prompts": prompts}))
+
+                    if args.concurrent:
+                        lib_core, svc_core = (0, 1) if len(lib[k]) % 2 == 0 else (1, 0)
+                        _pin_process(service.proc.pid, svc_core)
+                        side = threading.Thread(target=_on_core, args=(lib_core, library))
+                        side.start()
+                        service_run()
+                        side.join()
+                    else:
+                        for one in ((library, service_run) if len(lib[k]) % 2 == 0
+                                    else (service_run, library)):
+                            one()
                     print(f"{k} objects: library {lib[k][-1]['work_s']:.1f} s, service "
                           f"{svc[k][-1]['time_s']:.1f} s", flush=True)
         finally:
@@ -80,17 +115,20 @@ def main() -> int:
     if not args.memory_only:
         lines += [
             f"hiera tiny, image_size {size}, {w}x{h}, {n} frames, one click per object on frame "
-            f"{p}, forward + reverse; {args.repeat} rounds, each library run followed by the "
-            "service's", "",
-            "| objects | library s/frame | service s/frame | service / library, median of pairs "
-            "| range |",
-            "|---|---|---|---|---|"]
+            f"{p}, forward + reverse; {args.repeat} rounds, each library run paired with the "
+            + ("service's, at the same time, one core and one torch thread each (swapped every "
+               "round)" if args.concurrent else "service's (alternating which goes first)"), "",
+            "| objects | library s/frame | service s/frame | service / library: median of pairs "
+            "| geometric mean | range | pairs the service won |",
+            "|---|---|---|---|---|---|---|"]
     for k in counts if not args.memory_only else ():
         ratios = [s["time_s"] / r["work_s"] for r, s in zip(lib[k], svc[k])]
         lib_s = statistics.median(r["work_s"] for r in lib[k]) / n
         svc_s = statistics.median(r["time_s"] for r in svc[k]) / n
-        lines.append(f"| {k} | {lib_s:.2f} | {svc_s:.2f} | {statistics.median(ratios):.2f} | "
-                     f"{min(ratios):.2f}-{max(ratios):.2f} |")
+        lines.append(f"| {k} | {lib_s:.2f} | {svc_s:.2f} | {statistics.median(ratios):.3f} | "
+                     f"{statistics.geometric_mean(ratios):.3f} | "
+                     f"{min(ratios):.2f}-{max(ratios):.2f} | "
+                     f"{sum(r < 1 for r in ratios)} of {len(ratios)} |")
 
     if args.skip_memory:
         return _report(lines, args.out)
@@ -127,6 +165,22 @@ def main() -> int:
               for f in lengths]
     lines += ["", f"Slope (least squares over the peaks): {slope:.2f} MiB per extra frame"]
     return _report(lines, args.out)
+
+
+def _pin_process(pid: int, core: int) -> None:
+    """Every thread of `pid` onto one core; threads it starts later inherit that."""
+    cores = sorted(os.sched_getaffinity(0))
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cores[core]})
+        except ProcessLookupError:
+            pass  # a thread that just ended
+
+
+def _on_core(core: int, fn) -> None:
+    """Run fn in this thread pinned to one core; a process it starts inherits the pinning."""
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[core]})
+    fn()
 
 
 class RssSampler:
