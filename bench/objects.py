@@ -68,10 +68,11 @@ def main() -> int:
     ap.add_argument("--concurrent", action="store_true",
                     help="each pair at once, one core and one torch thread each (CPU)")
     args = ap.parse_args()
+    threads_env = os.environ.get("OMP_NUM_THREADS")
     if args.concurrent:
         if args.gpu or len(os.sched_getaffinity(0)) < 2:
             ap.error("--concurrent needs a CPU run and two cores")
-        os.environ["OMP_NUM_THREADS"] = "1"  # both sides inherit it
+        os.environ["OMP_NUM_THREADS"] = "1"  # both sides of the timing table inherit it
     os.makedirs(args.out, exist_ok=True)
     device, size = ("cuda", 1024) if args.gpu else ("cpu", 512)
     w, h, p, n = 320, 192, 12, 24
@@ -138,6 +139,11 @@ def main() -> int:
     # slope is what one more frame costs at steady state, not the window filling up. The peak of
     # one request swings by up to ~100 MiB (the allocator; memory.py), so the lengths are far
     # apart, the slope is a least-squares fit, and VmRSS is also sampled along each request.
+    # The memory part runs the server as users do, whatever --concurrent set for the table.
+    if threads_env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = threads_env
     k = max(counts)
     lengths = [int(f) for f in args.lengths.split(",")]
     videos = {f: run.make_video(os.path.join(args.out, f"bench_{f}.mp4"), f, w, h)
